@@ -1,0 +1,67 @@
+"""The Celery application.
+
+Queues: ``default`` (mail, housekeeping), ``workflows`` (provisioning), ``telemetry`` (ingest,
+rollups, detection) and ``webhooks`` (outbound delivery). Tasks are acknowledged after they run
+and requeued if the worker dies, so every task must be safe to run twice.
+"""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
+
+app = Celery("hub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+QUEUES = ("default", "workflows", "telemetry", "webhooks")
+
+app.conf.update(
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="default",
+    task_routes={
+        "fabric.tasks.*": {"queue": "workflows"},
+        "fabric.tasks.telemetry_*": {"queue": "telemetry"},
+        "security.tasks.*": {"queue": "telemetry"},
+        "hub.tasks.webhook_*": {"queue": "webhooks"},
+    },
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_track_started=True,
+    result_expires=3600,
+    broker_connection_retry_on_startup=True,
+    timezone="UTC",
+    beat_schedule={
+        "purge-expired-idempotency-keys": {
+            "task": "hub.tasks.purge_expired_idempotency_keys",
+            "schedule": crontab(minute=17),
+        },
+        "purge-expired-invitations": {
+            "task": "hub.tasks.purge_expired_invitations",
+            "schedule": crontab(minute=23, hour=3),
+        },
+    },
+)
+app.autodiscover_tasks()
+
+
+def _ensure_filesystem_broker_folders() -> None:
+    """kombu's filesystem transport expects its folders to exist."""
+    from pathlib import Path
+
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@app.on_after_configure.connect
+def _prepare_broker(sender, **kwargs):
+    if str(sender.conf.broker_url or "").startswith("filesystem://"):
+        _ensure_filesystem_broker_folders()

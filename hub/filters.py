@@ -1,0 +1,29 @@
+import django_filters
+from django import forms
+
+from hub.models import AuditEvent
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    action = django_filters.CharFilter(lookup_expr="istartswith", help_text="Action, or its prefix (e.g. 'token.').")
+    actor = django_filters.CharFilter(field_name="actor_email", lookup_expr="icontains")
+    object_type = django_filters.CharFilter(lookup_expr="iexact")
+    object_id = django_filters.CharFilter()
+    request_id = django_filters.CharFilter()
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "actor", "object_type", "object_id", "request_id", "since", "until"]
+
+
+class AuditEventPortalFilter(AuditEventFilter):
+    """The portal's date pickers: whole days, both ends included."""
+
+    since = django_filters.DateFilter(
+        field_name="created_at__date", lookup_expr="gte", label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = django_filters.DateFilter(
+        field_name="created_at__date", lookup_expr="lte", label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )

@@ -1,0 +1,61 @@
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from fabric.services import metros_load
+from hub.choices import OrganizationKind, Role
+from hub.models import Membership, Organization, User
+
+DEMO_PASSWORD = "interconnect-demo"
+
+ORGANIZATIONS = [
+    ("acme", "Acme Corporation", OrganizationKind.ENTERPRISE),
+    ("globex", "Globex", OrganizationKind.ENTERPRISE),
+    ("demo-provider", "Demo Provider", OrganizationKind.PROVIDER),
+]
+
+# (e-mail, full name, organization slug, role)
+PEOPLE = [
+    ("owner@acme.example", "Ada Owner", "acme", Role.OWNER),
+    ("neteng@acme.example", "Nate Engineer", "acme", Role.NETWORK_ENGINEER),
+    ("secops@acme.example", "Sam Analyst", "acme", Role.SECURITY_ANALYST),
+    ("viewer@acme.example", "Vic Viewer", "acme", Role.VIEWER),
+    ("owner@globex.example", "Gina Owner", "globex", Role.OWNER),
+    ("admin@demo-provider.example", "Pat Provider", "demo-provider", Role.ADMIN),
+]
+
+
+class Command(BaseCommand):
+    help = "Load metros and the demo identities. Safe to run again: it updates rather than duplicates."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        created, updated = metros_load()
+        self.stdout.write(f"Metros: {created} created, {updated} updated.")
+        orgs = {}
+        for slug, name, kind in ORGANIZATIONS:
+            orgs[slug], _ = Organization.objects.update_or_create(slug=slug, defaults={"name": name, "kind": kind})
+        for email, full_name, slug, role in PEOPLE:
+            user = self._user(email, full_name)
+            Membership.objects.update_or_create(user=user, organization=orgs[slug], defaults={"role": role})
+        ops = self._user("ops@hub.example", "Olga Operator", is_staff=True, is_superuser=True)
+        operator_org, _ = Organization.objects.update_or_create(
+            slug="hub-operations", defaults={"name": "Hub Operations", "kind": OrganizationKind.OPERATOR}
+        )
+        Membership.objects.update_or_create(user=ops, organization=operator_org, defaults={"role": Role.OWNER})
+        for hook in getattr(settings, "HUB_SEED_DEMO_HOOKS", []):
+            call_command(hook, stdout=self.stdout)
+        self.stdout.write(self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:"))
+        for email, _, slug, role in [*PEOPLE, ("ops@hub.example", "", "hub-operations", "OPERATOR (staff, /admin/)")]:
+            self.stdout.write(f"  {email:<32} {slug:<16} {role}")
+        self.stdout.write(f"Password for all of them: {DEMO_PASSWORD}")
+
+    def _user(self, email, full_name, **flags):
+        user = User.objects.filter(email__iexact=email).first() or User(email=email)
+        user.full_name = full_name
+        for name, value in flags.items():
+            setattr(user, name, value)
+        user.set_password(DEMO_PASSWORD)
+        user.save()
+        return user

@@ -1,0 +1,351 @@
+"""Every write of the hub app. Keyword-only, atomic, audited; follow-up work enqueued on commit."""
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+from django.utils import timezone
+from django.utils.text import slugify
+
+from hub import context
+from hub.choices import OrganizationKind, Role, TokenScope
+from hub.errors import Conflict, DomainError, NotFound, PermissionDenied
+from hub.models import APIToken, AuditEvent, Invitation, Membership, Organization, User
+from hub.roles import Action, role_allows
+
+TOKEN_PREFIX = "ihub"  # noqa: S105 - a public marker, not a secret
+
+
+# --- Audit -----------------------------------------------------------------------------------
+def audit_record(
+    *,
+    org: Organization | None,
+    actor: User | None,
+    action: str,
+    target: Model | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """Append one audit event; request id, client address and API token come from the request."""
+    ctx = context.current()
+    return AuditEvent.objects.create(
+        organization=org,
+        actor=actor if actor is not None and actor.pk else None,
+        actor_email=actor.email if actor is not None else "",
+        token_id=ctx.token_id,
+        action=action,
+        object_type=target._meta.label if target is not None else "",
+        object_id=str(getattr(target, "public_id", None) or getattr(target, "pk", "") or "") if target else "",
+        object_repr=str(target)[:200] if target is not None else "",
+        before=before,
+        after=after,
+        request_id=ctx.request_id,
+        ip_address=ctx.ip_address,
+    )
+
+
+def _require(membership: Membership | None, action: Action) -> None:
+    if membership is None or not role_allows(membership.role, action):
+        raise PermissionDenied("Your role in this organization does not allow this.")
+
+
+# --- Sign-up and organizations ---------------------------------------------------------------
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "org"
+    slug, n = base, 2
+    while Organization.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+def _validate_password(password: str, user: User) -> None:
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise DomainError(" ".join(exc.messages), code="weak_password", field="password") from exc
+
+
+@transaction.atomic
+def user_signup(*, email: str, password: str, full_name: str, org_name: str) -> tuple[User, Organization]:
+    """Create a user and an enterprise organization they own. Nothing is written if any check fails."""
+    email = User.objects.normalize_email(email).strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise Conflict("An account with this e-mail address already exists. Log in instead.", field="email")
+    user = User(email=email, full_name=full_name.strip())
+    _validate_password(password, user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:  # a concurrent sign-up with the same address won the race
+        raise Conflict("An account with this e-mail address already exists.", field="email") from exc
+    org = organization_create(actor=user, name=org_name, kind=OrganizationKind.ENTERPRISE)
+    audit_record(org=org, actor=user, action="user.signup", target=user)
+    return user, org
+
+
+@transaction.atomic
+def organization_create(*, actor: User, name: str, kind: str = OrganizationKind.ENTERPRISE) -> Organization:
+    """Create an organization with ``actor`` as its first OWNER."""
+    name = name.strip()
+    if not name:
+        raise DomainError("Give the organization a name.", field="name")
+    org = Organization.objects.create(name=name, slug=_unique_slug(name), kind=kind)
+    Membership.objects.create(user=actor, organization=org, role=Role.OWNER)
+    audit_record(org=org, actor=actor, action="organization.create", target=org, after={"name": name, "kind": kind})
+    return org
+
+
+# --- Members ---------------------------------------------------------------------------------
+def _lock_owners(org: Organization) -> list[Membership]:
+    return list(Membership.objects.select_for_update().filter(organization=org, role=Role.OWNER))
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, actor_membership: Membership, role: str) -> Membership:
+    """Change a member's role. Only owners grant or take away OWNER; the last owner stays owner."""
+    if role not in Role.values:
+        raise DomainError("Unknown role.", field="role")
+    _require(actor_membership, Action.MEMBERS_MANAGE)
+    involves_owner = Role.OWNER in (role, membership.role)
+    if involves_owner:
+        _require(actor_membership, Action.OWNERS_MANAGE)
+    owners = _lock_owners(membership.organization)
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
+        raise Conflict("The last owner cannot be demoted. Make another member an owner first.", code="last_owner")
+    before = {"role": membership.role}
+    membership.role = role
+    membership.save(update_fields=["role", "updated_at"])
+    audit_record(
+        org=membership.organization,
+        actor=actor_membership.user,
+        action="membership.role_change",
+        target=membership.user,
+        before=before,
+        after={"role": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor_membership: Membership) -> None:
+    """Remove a member (members may also leave). The last owner cannot be removed."""
+    leaving_self = membership.user_id == actor_membership.user_id
+    if not leaving_self:
+        _require(actor_membership, Action.MEMBERS_MANAGE)
+        if membership.role == Role.OWNER:
+            _require(actor_membership, Action.OWNERS_MANAGE)
+    owners = _lock_owners(membership.organization)
+    if membership.role == Role.OWNER and len(owners) <= 1:
+        raise Conflict("The last owner cannot be removed. Make another member an owner first.", code="last_owner")
+    org, user = membership.organization, membership.user
+    membership.delete()
+    APIToken.objects.for_org(org).filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    audit_record(
+        org=org, actor=actor_membership.user, action="membership.remove", target=user, before={"role": membership.role}
+    )
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+INVITATION_SALT = "hub.invitation"
+
+
+def invitation_token(invitation: Invitation) -> str:
+    """The signed token in an invitation's accept link (nothing secret is stored or queued)."""
+    return signing.dumps(str(invitation.public_id), salt=INVITATION_SALT)
+
+
+@transaction.atomic
+def invitation_create(*, actor_membership: Membership, email: str, role: str) -> Invitation:
+    """Invite ``email`` with ``role``; a worker e-mails the accept link after commit."""
+    from hub.tasks import send_invitation_email
+
+    org = actor_membership.organization
+    _require(actor_membership, Action.MEMBERS_MANAGE)
+    if role not in Role.values:
+        raise DomainError("Unknown role.", field="role")
+    if role == Role.OWNER:
+        _require(actor_membership, Action.OWNERS_MANAGE)
+    email = User.objects.normalize_email(email).strip().lower()
+    if Membership.objects.filter(organization=org, user__email__iexact=email).exists():
+        raise Conflict(f"{email} is already a member of {org}.", field="email")
+    # An unanswered invitation to the same address is replaced, so "send again" just works.
+    Invitation.objects.for_org(org).filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    invitation = Invitation.objects.create(
+        organization=org,
+        email=email,
+        role=role,
+        invited_by=actor_membership.user,
+        expires_at=timezone.now() + settings.INVITATION_TTL,
+    )
+    audit_record(
+        org=org,
+        actor=actor_membership.user,
+        action="invitation.create",
+        target=invitation,
+        after={"email": email, "role": role},
+    )
+    transaction.on_commit(lambda: send_invitation_email.delay(invitation.pk))
+    return invitation
+
+
+def invitation_lookup(*, raw_token: str) -> Invitation:
+    """The invitation a link points at, or a clear error saying why it cannot be used."""
+    try:
+        public_id = signing.loads(raw_token, salt=INVITATION_SALT)
+    except signing.BadSignature:
+        public_id = None
+    invitation = (
+        Invitation.objects.select_related("organization").filter(public_id=public_id).first() if public_id else None
+    )
+    if invitation is None:
+        raise NotFound("This invitation link is not valid. Ask for a new invitation.", code="invitation_invalid")
+    if invitation.accepted_at is not None:
+        raise Conflict("This invitation has already been used.", code="invitation_used")
+    if invitation.revoked_at is not None:
+        raise Conflict("This invitation was withdrawn or replaced by a newer one.", code="invitation_revoked")
+    if invitation.expires_at <= timezone.now():
+        raise Conflict("This invitation has expired. Ask for a new invitation.", code="invitation_expired")
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, raw_token: str, user: User) -> Membership:
+    """Join the invitation's organization. The link works once, before it expires."""
+    invitation = invitation_lookup(raw_token=raw_token)
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at is not None:
+        raise Conflict("This invitation has already been used.", code="invitation_used")
+    if invitation.email.lower() != user.email.lower():
+        raise PermissionDenied(
+            f"This invitation was sent to {invitation.email}; you are logged in as {user.email}.",
+            code="invitation_other_user",
+        )
+    membership, _ = Membership.objects.get_or_create(
+        user=user, organization=invitation.organization, defaults={"role": invitation.role}
+    )
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])
+    audit_record(
+        org=invitation.organization,
+        actor=user,
+        action="invitation.accept",
+        target=invitation,
+        after={"role": membership.role},
+    )
+    return membership
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, actor_membership: Membership) -> None:
+    _require(actor_membership, Action.MEMBERS_MANAGE)
+    if invitation.accepted_at is not None:
+        raise Conflict("This invitation has already been accepted.")
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at", "updated_at"])
+    audit_record(
+        org=invitation.organization, actor=actor_membership.user, action="invitation.revoke", target=invitation
+    )
+
+
+# --- API tokens ------------------------------------------------------------------------------
+def _clean_scopes(scopes: Iterable[str]) -> list[str]:
+    cleaned = sorted({s.strip() for s in scopes if s and s.strip()})
+    unknown = [s for s in cleaned if s not in TokenScope.values]
+    if unknown:
+        raise DomainError(
+            f"Unknown scope(s): {', '.join(unknown)}. Use {', '.join(TokenScope.values)}.", field="scopes"
+        )
+    if not cleaned:
+        raise DomainError("Choose at least one scope.", field="scopes")
+    return cleaned
+
+
+@transaction.atomic
+def api_token_create(
+    *, membership: Membership, name: str, scopes: Iterable[str], expires_at: datetime | None = None
+) -> tuple[APIToken, str]:
+    """Create a token for the member in their organization. Returns the token and its secret,
+    which is never stored and cannot be shown again."""
+    _require(membership, Action.TOKENS_USE)
+    name = name.strip()
+    if not name:
+        raise DomainError("Give the token a name.", field="name")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise DomainError("The expiry must be in the future.", field="expires_at")
+    scopes = _clean_scopes(scopes)
+    prefix = secrets.token_hex(6)
+    secret = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    token = APIToken.objects.create(
+        organization=membership.organization,
+        user=membership.user,
+        name=name,
+        prefix=prefix,
+        digest=_hash_secret(secret),
+        scopes=scopes,
+        expires_at=expires_at,
+    )
+    audit_record(
+        org=membership.organization,
+        actor=membership.user,
+        action="token.create",
+        target=token,
+        after={"name": name, "scopes": scopes, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return token, secret
+
+
+@transaction.atomic
+def api_token_revoke(*, token: APIToken, actor_membership: Membership) -> APIToken:
+    """Revoke a token: its owner may, and so may an org admin. Revoking twice is harmless."""
+    if token.user_id != actor_membership.user_id:
+        _require(actor_membership, Action.TOKENS_MANAGE)
+    token = APIToken.objects.select_for_update().get(pk=token.pk)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at", "updated_at"])
+        audit_record(org=token.organization, actor=actor_membership.user, action="token.revoke", target=token)
+    return token
+
+
+def api_token_authenticate(secret: str) -> tuple[APIToken | None, str]:
+    """Find the active token for a presented secret. Returns (token, "") or (None, reason)."""
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None, "The token is malformed."
+    token = APIToken.objects.select_related("user", "organization").filter(prefix=parts[1]).first()
+    if token is None or not secrets.compare_digest(token.digest, _hash_secret(secret)):
+        return None, "The token is not valid."
+    if token.revoked_at is not None:
+        _record_misuse(token, "token.revoked_use")
+        return None, "The token has been revoked."
+    if token.is_expired:
+        return None, "The token has expired."
+    if not token.user.is_active:
+        return None, "The token's user is deactivated."
+    if not Membership.objects.filter(user=token.user, organization=token.organization).exists():
+        return None, "The token's user is no longer a member of its organization."
+    now = timezone.now()
+    # Write last-used at most once a minute per token to keep authentication cheap.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        APIToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token, ""
+
+
+def _record_misuse(token: APIToken, action: str) -> None:
+    audit_record(org=token.organization, actor=token.user, action=action, target=token)

@@ -1,0 +1,55 @@
+"""Thin tasks: fetch by id, do the work, safe to run twice (tasks are acked late)."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from hub.models import IdempotencyRecord, Invitation
+
+
+@shared_task(autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=600, max_retries=8)
+def send_invitation_email(invitation_id: int) -> bool:
+    """E-mail the accept link once; a redelivered task finds ``sent_at`` set and does nothing."""
+    from hub.services import invitation_token
+
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("organization", "invited_by")
+            .filter(pk=invitation_id)
+            .first()
+        )
+        if invitation is None or invitation.sent_at is not None or not invitation.is_open:
+            return False
+        link = settings.SITE_URL.rstrip("/") + reverse("invitation-accept", args=[invitation_token(invitation)])
+        context = {"invitation": invitation, "link": link}
+        send_mail(
+            subject=f"You are invited to {invitation.organization.name} on Interconnect Hub",
+            message=render_to_string("hub/email/invitation.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[invitation.email],
+        )
+        invitation.sent_at = timezone.now()
+        invitation.save(update_fields=["sent_at", "updated_at"])
+    return True
+
+
+@shared_task
+def purge_expired_idempotency_keys() -> int:
+    cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_TTL
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+@shared_task
+def purge_expired_invitations() -> int:
+    """Unanswered invitations are kept 30 days past expiry for the members page, then dropped."""
+    cutoff = timezone.now() - timedelta(days=30)
+    deleted, _ = Invitation.objects.filter(accepted_at__isnull=True, expires_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,1 @@
+"""Providers, offerings, access points and orders arrive with the marketplace issue."""

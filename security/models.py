@@ -1,0 +1,1 @@
+"""Policies, scans and alerts arrive with the security issue."""
