@@ -20,7 +20,7 @@ def send_invitation_email(invitation_id: int) -> bool:
 
     with transaction.atomic():
         invitation = (
-            Invitation.objects.select_for_update()
+            Invitation.objects.select_for_update(of=("self",))
             .select_related("organization", "invited_by")
             .filter(pk=invitation_id)
             .first()
