@@ -112,6 +112,8 @@ class Membership(TimeStampedModel):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=24, choices=Role.choices)
 
+    objects = OrgOwnedQuerySet.as_manager()
+
     class Meta:
         ordering = ["organization__name", "user__email"]
         constraints = [

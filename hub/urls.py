@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path, reverse_lazy
-from django.views.generic import RedirectView
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from hub import views
@@ -50,7 +49,6 @@ urlpatterns = [
     path("orgs/switch/", views.OrganizationSwitchView.as_view(), name="org-switch"),
     path("invitations/<str:token>/", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("settings/", include(settings_patterns)),
-    path("fabric/", RedirectView.as_view(url=reverse_lazy("fabric:metro-list")), name="fabric-index"),
     path("fabric/", include("fabric.urls")),
     path("api/v1/", include(api_v1_patterns)),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

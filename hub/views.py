@@ -24,7 +24,7 @@ from hub.errors import DomainError
 from hub.filters import AuditEventPortalFilter
 from hub.forms import APITokenForm, InvitationForm, OrganizationForm, RoleForm, SignupForm
 from hub.middleware import SESSION_ORG_KEY
-from hub.models import APIToken, Invitation, Membership
+from hub.models import Invitation, Membership
 from hub.roles import Action, role_allows
 
 
@@ -304,9 +304,10 @@ class TokenRevokeView(OrgView):
     required_action = Action.TOKENS_USE
 
     def post(self, request, token_id):
-        token = self.get_org_object(APIToken.objects.select_related("user"), public_id=token_id)
-        if token.user_id != request.user.pk and not role_allows(request.membership.role, Action.TOKENS_MANAGE):
-            raise PermissionDenied
+        see_all = role_allows(request.membership.role, Action.TOKENS_MANAGE)
+        token = get_object_or_404(
+            selectors.token_list(org=request.org, user=request.user, see_all=see_all), public_id=token_id
+        )
         try:
             services.api_token_revoke(token=token, actor_membership=request.membership)
             messages.success(request, f"Revoked the token {token.name}.")

@@ -70,7 +70,7 @@ def _fresh_cache():
     from django.core.cache import cache
 
     cache.clear()
-    yield
+    return
 
 
 # --- People and organizations ----------------------------------------------------------------
@@ -154,7 +154,10 @@ def celery_worker(transactional_db, worker_id):
     queue = f"test-{worker_id}-{os.getpid()}"
     saved = {key: app.conf[key] for key in ("task_always_eager", "task_default_queue", "task_routes", "task_queues")}
     app.conf.update(
-        task_always_eager=False, task_default_queue=queue, task_routes={"*": {"queue": queue}}, task_queues=[Queue(queue)]
+        task_always_eager=False,
+        task_default_queue=queue,
+        task_routes={"*": {"queue": queue}},
+        task_queues=[Queue(queue)],
     )
     try:
         with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
@@ -197,3 +200,9 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1280, "height": 800}}
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's deliberate slowness is for production; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,269 @@
+"""Tenant-isolation matrix: every URL pattern, as anonymous, as a member of another organization,
+and as a member whose role is too small. A URL pattern missing from ``MATRIX`` fails the run, so a
+new endpoint cannot ship without saying who may use it."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from hub.choices import Role
+from hub.models import APIToken, Invitation, Membership
+from hub.roles import ROLE_ORDER, Action, roles_allowed
+from hub.services import api_token_create, audit_record, invitation_token
+from tests.factories import InvitationFactory, MembershipFactory, OrganizationFactory
+
+PORTAL, API, PUBLIC = "portal", "api", "public"
+
+
+@dataclass
+class World:
+    owner_a: Membership
+    viewer_a: Membership
+    owner_b: Membership
+    token_a: APIToken
+    invitation_a: Invitation
+    secret_marker: str
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    url: Callable[[World], str]
+    method: str = "get"
+    action: Action | None = None  # None: any member may
+    names_object: bool = False  # the URL names an object of org A: another org gets 404
+    data: Callable[[World], dict] | None = None
+
+
+def _r(name, **kwargs):
+    return lambda w: reverse(name, kwargs={k: v(w) for k, v in kwargs.items()})
+
+
+MATRIX: dict[str, Case] = {
+    # Portal
+    "home": Case(PORTAL, _r("home")),
+    "settings": Case(PORTAL, _r("settings")),
+    "members": Case(PORTAL, _r("members"), action=Action.MEMBERS_VIEW),
+    "member-role": Case(
+        PORTAL,
+        _r("member-role", user_id=lambda w: w.viewer_a.user.public_id),
+        "post",
+        Action.MEMBERS_MANAGE,
+        True,
+        data=lambda w: {"role": Role.ADMIN},
+    ),
+    "member-remove": Case(
+        PORTAL, _r("member-remove", user_id=lambda w: w.owner_a.user.public_id), "post", Action.MEMBERS_VIEW, True
+    ),
+    "invitation-revoke": Case(
+        PORTAL,
+        _r("invitation-revoke", invitation_id=lambda w: w.invitation_a.public_id),
+        "post",
+        Action.MEMBERS_MANAGE,
+        True,
+    ),
+    "tokens": Case(PORTAL, _r("tokens"), action=Action.TOKENS_USE),
+    "token-revoke": Case(
+        PORTAL, _r("token-revoke", token_id=lambda w: w.token_a.public_id), "post", Action.TOKENS_USE, True
+    ),
+    "audit-log": Case(PORTAL, _r("audit-log"), action=Action.AUDIT_VIEW),
+    "audit-export": Case(PORTAL, _r("audit-export"), action=Action.AUDIT_VIEW),
+    "org-create": Case(PORTAL, _r("org-create")),
+    "org-switch": Case(
+        PORTAL, _r("org-switch"), "post", names_object=True, data=lambda w: {"org": w.owner_a.organization.public_id}
+    ),
+    "fabric:metro-list": Case(PORTAL, _r("fabric:metro-list"), action=Action.FABRIC_VIEW),
+    "password_change": Case(PORTAL, _r("password_change")),
+    "password_change_done": Case(PORTAL, _r("password_change_done")),
+    # API
+    "me": Case(API, _r("me")),
+    "token-list": Case(API, _r("token-list"), action=Action.TOKENS_USE),
+    "token-detail": Case(
+        API, _r("token-detail", public_id=lambda w: w.token_a.public_id), action=Action.TOKENS_USE, names_object=True
+    ),
+    "audit-event-list": Case(API, _r("audit-event-list"), action=Action.AUDIT_VIEW),
+    "audit-event-detail": Case(
+        API, lambda w: reverse("audit-event-detail", args=[_audit_id(w)]), action=Action.AUDIT_VIEW, names_object=True
+    ),
+    "metro-list": Case(API, _r("metro-list"), action=Action.FABRIC_VIEW),
+    "metro-detail": Case(API, _r("metro-detail", code=lambda w: "FR"), action=Action.FABRIC_VIEW),
+    # Public: no organization needed
+    "login": Case(PUBLIC, _r("login")),
+    "logout": Case(PUBLIC, _r("logout"), "post"),
+    "signup": Case(PUBLIC, _r("signup")),
+    "password_reset": Case(PUBLIC, _r("password_reset")),
+    "password_reset_done": Case(PUBLIC, _r("password_reset_done")),
+    "password_reset_confirm": Case(
+        PUBLIC, _r("password_reset_confirm", uidb64=lambda w: "MQ", token=lambda w: "set-password")
+    ),
+    "password_reset_complete": Case(PUBLIC, _r("password_reset_complete")),
+    "invitation-accept": Case(PUBLIC, _r("invitation-accept", token=lambda w: invitation_token(w.invitation_a))),
+    "schema": Case(PUBLIC, _r("schema")),
+    "api-docs": Case(PUBLIC, _r("api-docs")),
+    "api-not-found": Case(PUBLIC, lambda w: "/api/v1/no-such-thing/"),
+    "healthz": Case(PUBLIC, _r("healthz")),
+    "readyz": Case(PUBLIC, _r("readyz")),
+}
+
+# Django's admin guards itself (staff only); it is checked once below rather than per pattern.
+EXCLUDED_NAMESPACES = {"admin"}
+
+
+def _audit_id(world: World) -> str:
+    from hub.models import AuditEvent
+
+    return str(AuditEvent.objects.filter(organization=world.owner_a.organization).first().public_id)
+
+
+def _pattern_names(patterns=None, namespace="") -> set[str]:
+    names = set()
+    for entry in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace or ""
+            if ns in EXCLUDED_NAMESPACES:
+                continue
+            prefix = f"{namespace}{ns}:" if ns else namespace
+            names |= _pattern_names(entry.url_patterns, prefix)
+        elif isinstance(entry, URLPattern) and entry.name:
+            names.add(f"{namespace}{entry.name}")
+    return names
+
+
+def test_every_url_pattern_is_in_the_matrix():
+    missing = _pattern_names() - set(MATRIX)
+    assert not missing, f"URL patterns without a tenant-isolation entry: {sorted(missing)}"
+    stale = set(MATRIX) - _pattern_names()
+    assert not stale, f"Matrix entries for URL patterns that no longer exist: {sorted(stale)}"
+
+
+@pytest.fixture
+def world(db):
+    org_a = OrganizationFactory(name="Alpha Org", slug="alpha")
+    org_b = OrganizationFactory(name="Beta Org", slug="beta")
+    owner_a = MembershipFactory(organization=org_a, role=Role.OWNER)
+    viewer_a = MembershipFactory(organization=org_a, role=Role.VIEWER)
+    owner_b = MembershipFactory(organization=org_b, role=Role.OWNER)
+    token_a, _ = api_token_create(membership=owner_a, name="alpha-secret-token", scopes=["read", "write", "security"])
+    invitation_a = InvitationFactory(organization=org_a, email="alpha-invitee@example.com")
+    audit_record(org=org_a, actor=owner_a.user, action="alpha.secret-event", target=token_a)
+    audit_record(org=org_b, actor=owner_b.user, action="beta.event")
+    from fabric.services import metros_load
+
+    metros_load()
+    return World(owner_a, viewer_a, owner_b, token_a, invitation_a, secret_marker="alpha")
+
+
+def _request(client, case: Case, world: World):
+    url = case.url(world)
+    data = case.data(world) if case.data else {}
+    if case.method == "get":
+        return client.get(url)
+    if case.kind == API:
+        return getattr(client, case.method)(url, data, format="json")
+    return getattr(client, case.method)(url, data)
+
+
+def _portal_client(client, membership):
+    client.force_login(membership.user, backend="django.contrib.auth.backends.ModelBackend")
+    session = client.session
+    session["active_org_id"] = membership.organization_id
+    session.save()
+    return client
+
+
+def _api_client(membership):
+    _, secret = api_token_create(membership=membership, name="matrix", scopes=["read", "write", "security"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return api
+
+
+PROTECTED = sorted(name for name, case in MATRIX.items() if case.kind != PUBLIC)
+
+
+@pytest.mark.parametrize("name", PROTECTED)
+def test_anonymous_is_refused(name, world, client):
+    case = MATRIX[name]
+    response = _request(APIClient() if case.kind == API else client, case, world)
+    if case.kind == API:
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "not_authenticated"
+    else:
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("name", PROTECTED)
+def test_another_organization_sees_nothing(name, world, client):
+    case = MATRIX[name]
+    api_or_portal = _api_client(world.owner_b) if case.kind == API else _portal_client(client, world.owner_b)
+    response = _request(api_or_portal, case, world)
+    if case.names_object:
+        assert response.status_code == 404, response.content[:300]
+        if case.kind == API:
+            assert response.json()["error"]["code"] == "not_found"
+    else:
+        assert response.status_code in (200, 302), response.content[:300]
+    raw = b"".join(response.streaming_content) if response.streaming else response.content
+    body = raw.decode(errors="replace").lower()
+    assert "alpha-secret-token" not in body
+    assert "alpha.secret-event" not in body
+    assert "alpha-invitee" not in body
+    # Nothing of org A was changed by the attempt.
+    world.viewer_a.refresh_from_db()
+    world.token_a.refresh_from_db()
+    world.invitation_a.refresh_from_db()
+    assert world.viewer_a.role == Role.VIEWER
+    assert world.token_a.revoked_at is None
+    assert world.invitation_a.revoked_at is None
+    assert Membership.objects.filter(pk=world.owner_a.pk).exists()
+
+
+def _too_small_role(action: Action) -> Role | None:
+    allowed = set(roles_allowed(action))
+    smaller = [role for role in ROLE_ORDER if role not in allowed]
+    return smaller[0] if smaller else None
+
+
+ROLE_LIMITED = sorted(name for name in PROTECTED if MATRIX[name].action and _too_small_role(MATRIX[name].action))
+
+
+def test_role_limited_cases_are_not_empty():
+    # Guard against the matrix silently losing its "too small a role" half.
+    assert {"member-role", "invitation-revoke", "audit-log", "audit-event-list", "metro-list"} - set(ROLE_LIMITED) == {
+        "metro-list"  # every member may read the fabric
+    }
+
+
+@pytest.mark.parametrize("name", ROLE_LIMITED)
+def test_too_small_a_role_is_refused(name, world, client):
+    case = MATRIX[name]
+    role = _too_small_role(case.action)
+    member = MembershipFactory(organization=world.owner_a.organization, role=role)
+    api_or_portal = _api_client(member) if case.kind == API else _portal_client(client, member)
+    response = _request(api_or_portal, case, world)
+    assert response.status_code == 403, (role, response.content[:300])
+    if case.kind == API:
+        assert response.json()["error"]["code"] == "permission_denied"
+    world.viewer_a.refresh_from_db()
+    world.token_a.refresh_from_db()
+    assert world.viewer_a.role == Role.VIEWER
+    assert world.token_a.revoked_at is None
+
+
+@pytest.mark.parametrize("name", sorted(name for name, case in MATRIX.items() if case.kind == PUBLIC))
+def test_public_pages_answer_without_login(name, world, client):
+    case = MATRIX[name]
+    response = _request(client, case, world)
+    expected = {"logout": 302, "api-not-found": 404}.get(name, 200)
+    assert response.status_code == expected, response.content[:300]
+
+
+def test_admin_is_for_staff_only(world, client):
+    _portal_client(client, world.owner_a)
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]

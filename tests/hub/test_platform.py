@@ -1,0 +1,107 @@
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from fabric.models import Metro
+from hub.models import Membership, User
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION_ENV = {
+    "HUB_MODE": "production",
+    "SECRET_KEY": "x" * 20 + "a-long-random-production-secret-for-tests-only-0123456789",
+    "ALLOWED_HOSTS": "hub.example.com",
+    "DATABASE_URL": "sqlite:///" + str(ROOT / "var" / "deploy-check.sqlite3"),
+}
+
+
+def _manage(*args, env):
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "HUB_MODE", "DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_mode_refuses_the_default_secret():
+    result = _manage("check", env={"HUB_MODE": "production"})
+    assert result.returncode != 0
+    assert "HUB_MODE=production needs SECRET_KEY" in result.stderr
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_the_broker_is_down(client):
+    from hub.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    try:
+        with override_settings():
+            response = client.get("/readyz")
+    finally:
+        app.conf.broker_url = previous
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"].startswith("error")
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent_and_creates_the_documented_identities():
+    call_command("seed_demo", stdout=StringIO())
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert Metro.objects.count() == 79
+    expected = {
+        "owner@acme.example": ("acme", "OWNER"),
+        "owner@globex.example": ("globex", "OWNER"),
+        "admin@demo-provider.example": ("demo-provider", "ADMIN"),
+    }
+    for email, (slug, role) in expected.items():
+        membership = Membership.objects.get(user__email=email)
+        assert (membership.organization.slug, membership.role) == (slug, role)
+        assert membership.user.check_password("interconnect-demo")
+    assert User.objects.get(email="ops@hub.example").is_staff
+    assert User.objects.filter(email="owner@acme.example").count() == 1
+    assert "interconnect-demo" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_error_pages_are_friendly(client, owner, logged_in):
+    response = logged_in(owner).get("/no/such/page/")
+    assert response.status_code == 404
+    assert "Not found" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_pages_send_a_strict_csp_and_load_no_third_party_assets(owner, logged_in):
+    response = logged_in(owner).get("/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in csp
+    assert "unsafe-eval" not in csp
+    body = response.content.decode()
+    assert "https://" not in body.replace("https://evil", "")  # no CDN links anywhere
+    assert "/static/django_htmx/htmx-2" in body
