@@ -157,6 +157,7 @@ class MembersView(OrgView):
             "form": form or InvitationForm(membership=request.membership),
             "can_manage": can_manage,
             "can_manage_owners": role_allows(request.membership.role, Action.OWNERS_MANAGE),
+            "owner_count": selectors.owner_count(org=request.org),
             "roles": RoleForm.base_fields["role"].choices,
         }
 

@@ -44,6 +44,12 @@ def test_csv_export_has_only_my_orgs_filtered_events(owner, logged_in, events):
     assert rows[0]["actor"] == owner.user.email
 
 
+def test_audit_page_shows_changes_readably(owner, logged_in, events):
+    body = logged_in(owner).get(reverse("audit-log")).content.decode()
+    assert "bandwidth_mbps: 1000" in body
+    assert "{&#x27;" not in body
+
+
 def test_audit_api_filters(owner, token_client, events):
     client = token_client(owner)
     results = client.get("/api/v1/audit-events/", {"action": "connection."}).json()["results"]
