@@ -51,7 +51,8 @@ def audit_record(
     )
 
 
-def _require(membership: Membership | None, action: Action) -> None:
+def require_action(membership: Membership | None, action: Action) -> None:
+    """Raise PermissionDenied unless the member's role allows ``action``."""
     if membership is None or not role_allows(membership.role, action):
         raise PermissionDenied("Your role in this organization does not allow this.")
 
@@ -113,10 +114,10 @@ def membership_change_role(*, membership: Membership, actor_membership: Membersh
     """Change a member's role. Only owners grant or take away OWNER; the last owner stays owner."""
     if role not in Role.values:
         raise DomainError("Unknown role.", field="role")
-    _require(actor_membership, Action.MEMBERS_MANAGE)
+    require_action(actor_membership, Action.MEMBERS_MANAGE)
     involves_owner = Role.OWNER in (role, membership.role)
     if involves_owner:
-        _require(actor_membership, Action.OWNERS_MANAGE)
+        require_action(actor_membership, Action.OWNERS_MANAGE)
     owners = _lock_owners(membership.organization)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
@@ -140,9 +141,9 @@ def membership_remove(*, membership: Membership, actor_membership: Membership) -
     """Remove a member (members may also leave). The last owner cannot be removed."""
     leaving_self = membership.user_id == actor_membership.user_id
     if not leaving_self:
-        _require(actor_membership, Action.MEMBERS_MANAGE)
+        require_action(actor_membership, Action.MEMBERS_MANAGE)
         if membership.role == Role.OWNER:
-            _require(actor_membership, Action.OWNERS_MANAGE)
+            require_action(actor_membership, Action.OWNERS_MANAGE)
     owners = _lock_owners(membership.organization)
     if membership.role == Role.OWNER and len(owners) <= 1:
         raise Conflict("The last owner cannot be removed. Make another member an owner first.", code="last_owner")
@@ -172,11 +173,11 @@ def invitation_create(*, actor_membership: Membership, email: str, role: str) ->
     from hub.tasks import send_invitation_email
 
     org = actor_membership.organization
-    _require(actor_membership, Action.MEMBERS_MANAGE)
+    require_action(actor_membership, Action.MEMBERS_MANAGE)
     if role not in Role.values:
         raise DomainError("Unknown role.", field="role")
     if role == Role.OWNER:
-        _require(actor_membership, Action.OWNERS_MANAGE)
+        require_action(actor_membership, Action.OWNERS_MANAGE)
     email = User.objects.normalize_email(email).strip().lower()
     if Membership.objects.filter(organization=org, user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member of {org}.", field="email")
@@ -252,7 +253,7 @@ def invitation_accept(*, raw_token: str, user: User) -> Membership:
 
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation, actor_membership: Membership) -> None:
-    _require(actor_membership, Action.MEMBERS_MANAGE)
+    require_action(actor_membership, Action.MEMBERS_MANAGE)
     if invitation.accepted_at is not None:
         raise Conflict("This invitation has already been accepted.")
     invitation.revoked_at = timezone.now()
@@ -281,7 +282,7 @@ def api_token_create(
 ) -> tuple[APIToken, str]:
     """Create a token for the member in their organization. Returns the token and its secret,
     which is never stored and cannot be shown again."""
-    _require(membership, Action.TOKENS_USE)
+    require_action(membership, Action.TOKENS_USE)
     name = name.strip()
     if not name:
         raise DomainError("Give the token a name.", field="name")
@@ -313,7 +314,7 @@ def api_token_create(
 def api_token_revoke(*, token: APIToken, actor_membership: Membership) -> APIToken:
     """Revoke a token: its owner may, and so may an org admin. Revoking twice is harmless."""
     if token.user_id != actor_membership.user_id:
-        _require(actor_membership, Action.TOKENS_MANAGE)
+        require_action(actor_membership, Action.TOKENS_MANAGE)
     token = APIToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is None:
         token.revoked_at = timezone.now()

@@ -412,7 +412,7 @@ def readyz(request):
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(url=app.conf.broker_url) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 
 from fabric.models import Metro
 from hub.models import Membership, User
@@ -55,14 +54,16 @@ def test_healthz_and_readyz(client):
 
 
 @pytest.mark.django_db
-def test_readyz_is_503_when_the_broker_is_down(client):
+def test_readyz_is_503_when_the_broker_is_down(client, monkeypatch):
     from hub.celery import app
 
+    unreachable = "redis://127.0.0.1:1/0"
+    # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", unreachable)
     previous = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app.conf.broker_url = unreachable
     try:
-        with override_settings():
-            response = client.get("/readyz")
+        response = client.get("/readyz")
     finally:
         app.conf.broker_url = previous
     assert response.status_code == 503
