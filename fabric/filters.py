@@ -1,8 +1,8 @@
 import django_filters
 from django.db.models import Q
 
-from fabric.choices import Region
-from fabric.models import Metro
+from fabric.choices import ConnectionState, PendingOn, PortState, Region
+from fabric.models import Connection, Metro, Port
 
 
 class MetroFilter(django_filters.FilterSet):
@@ -17,3 +17,41 @@ class MetroFilter(django_filters.FilterSet):
 
     def search(self, queryset, name, value):
         return queryset.filter(Q(code__iexact=value) | Q(name__icontains=value) | Q(country__iexact=value))
+
+
+class PortFilter(django_filters.FilterSet):
+    metro = django_filters.CharFilter(field_name="metro__code", lookup_expr="iexact")
+    state = django_filters.ChoiceFilter(choices=PortState.choices)
+    speed_mbps = django_filters.NumberFilter()
+
+    class Meta:
+        model = Port
+        fields = ["metro", "state", "speed_mbps", "auto_approve"]
+
+
+class ConnectionFilter(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=ConnectionState.choices)
+    pending_on = django_filters.ChoiceFilter(choices=PendingOn.choices)
+    metro = django_filters.CharFilter(method="filter_metro", label="A or Z metro code")
+    direction = django_filters.ChoiceFilter(
+        choices=[("outgoing", "Requested by us"), ("incoming", "To our ports")], method="filter_direction"
+    )
+    q = django_filters.CharFilter(method="search", label="Search")
+
+    class Meta:
+        model = Connection
+        fields = ["state", "pending_on", "priority", "metro", "direction", "q"]
+
+    def filter_metro(self, queryset, name, value):
+        return queryset.filter(Q(a_port__metro__code__iexact=value) | Q(z_port__metro__code__iexact=value))
+
+    def filter_direction(self, queryset, name, value):
+        org = getattr(self.request, "org", None) if self.request else None
+        if org is None:
+            return queryset
+        if value == "incoming":
+            return queryset.filter(z_port__organization=org).exclude(organization=org)
+        return queryset.filter(organization=org)
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(purchase_order__icontains=value))

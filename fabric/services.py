@@ -1,12 +1,39 @@
-"""Writes of the fabric app."""
+"""Writes of the fabric app: metros, ports, connections and what their workflows conclude.
+
+Every service is keyword-only and atomic, checks the member's role, writes a connection event
+and an audit event for each transition, and enqueues workflows on commit.
+"""
 
 import csv
+import math
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 
-from fabric.choices import Region
-from fabric.models import Metro
+from fabric import pricing
+from fabric.choices import (
+    LIVE_CONNECTION_STATES,
+    PENDING_ON,
+    ConnectionState,
+    PortSpeed,
+    PortState,
+    Priority,
+    Region,
+    WorkflowKind,
+    can_transition,
+)
+from fabric.guards import GuardRequest, Severity, Violation, run_guards
+from fabric.models import Connection, ConnectionEvent, Metro, Port, VlanAssignment, Workflow
+from fabric.workflows import workflow_start
+from hub.choices import OrganizationKind
+from hub.errors import Conflict, DomainError, NotFound, PermissionDenied
+from hub.models import Membership
+from hub.roles import Action
+from hub.services import audit_record, require_action
 
 METROS_CSV = Path(__file__).resolve().parent / "data" / "metros.csv"
 
@@ -45,3 +72,682 @@ def metros_load(*, path: Path = METROS_CSV) -> tuple[int, int]:
         created += was_created
         updated += not was_created
     return created, updated
+
+
+# --- Ports -----------------------------------------------------------------------------------
+@transaction.atomic
+def port_order(*, membership: Membership, metro: Metro, name: str, speed_mbps: int, auto_approve: bool = False) -> Port:
+    """Order a port; a provisioning workflow brings it to ACTIVE."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    name = name.strip()
+    if not name:
+        raise DomainError("Give the port a name.", field="name")
+    if speed_mbps not in PortSpeed.values:
+        raise DomainError("Port speed must be 1, 10, 100 or 400 Gbps.", field="speed_mbps")
+    org = membership.organization
+    if Port.objects.for_org(org).filter(name=name).exclude(state=PortState.DECOMMISSIONED).exists():
+        raise Conflict(f"You already have a port named {name!r}.", field="name")
+    port = Port.objects.create(
+        organization=org,
+        metro=metro,
+        name=name,
+        speed_mbps=speed_mbps,
+        capacity_mbps=math.floor(speed_mbps * settings.FABRIC_OVERSUBSCRIPTION),
+        auto_approve=auto_approve,
+        created_by=membership.user,
+    )
+    audit_record(org=org, actor=membership.user, action="port.order", target=port, after=_port_snapshot(port))
+    workflow_start(kind=WorkflowKind.PORT_PROVISION, port=port)
+    return port
+
+
+@transaction.atomic
+def port_update(
+    *, membership: Membership, port: Port, name: str | None = None, auto_approve: bool | None = None
+) -> Port:
+    require_action(membership, Action.FABRIC_MANAGE)
+    _require_owner(membership, port)
+    before = _port_snapshot(port)
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise DomainError("Give the port a name.", field="name")
+        if (
+            Port.objects.for_org(port.organization)
+            .filter(name=name)
+            .exclude(pk=port.pk)
+            .exclude(state=PortState.DECOMMISSIONED)
+            .exists()
+        ):
+            raise Conflict(f"You already have a port named {name!r}.", field="name")
+        port.name = name
+    if auto_approve is not None:
+        port.auto_approve = auto_approve
+    port.save(update_fields=["name", "auto_approve", "updated_at"])
+    audit_record(
+        org=port.organization,
+        actor=membership.user,
+        action="port.update",
+        target=port,
+        before=before,
+        after=_port_snapshot(port),
+    )
+    return port
+
+
+@transaction.atomic
+def port_decommission(*, membership: Membership, port: Port) -> Port:
+    """Take a port out of service; refused while any live connection uses it."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    _require_owner(membership, port)
+    port = Port.objects.select_for_update().get(pk=port.pk)
+    if port.state not in (PortState.ACTIVE, PortState.FAILED):
+        raise Conflict(
+            f"A port that is {port.get_state_display().lower()} cannot be decommissioned.", code="invalid_state"
+        )
+    live = Connection.objects.filter(Q(a_port=port) | Q(z_port=port), state__in=LIVE_CONNECTION_STATES).count()
+    if live:
+        message = (
+            "1 live connection still uses this port. Deprovision it first."
+            if live == 1
+            else f"{live} live connections still use this port. Deprovision them first."
+        )
+        raise Conflict(message, code="port_in_use")
+    before = _port_snapshot(port)
+    port.state = PortState.DECOMMISSIONING
+    port.save(update_fields=["state", "updated_at"])
+    audit_record(
+        org=port.organization,
+        actor=membership.user,
+        action="port.decommission",
+        target=port,
+        before=before,
+        after=_port_snapshot(port),
+    )
+    workflow_start(kind=WorkflowKind.PORT_DECOMMISSION, port=port)
+    return port
+
+
+def _port_snapshot(port: Port) -> dict:
+    return {
+        "name": port.name,
+        "metro": port.metro.code,
+        "speed_mbps": port.speed_mbps,
+        "state": port.state,
+        "auto_approve": port.auto_approve,
+    }
+
+
+def _require_owner(membership: Membership, port: Port) -> None:
+    if port.organization_id != membership.organization_id:
+        raise NotFound("No such port.")
+
+
+# --- Capacity and VLANs ----------------------------------------------------------------------
+def _lock_ports(ports) -> dict[int, Port]:
+    """Lock ports in primary-key order (so two requests never deadlock) and return them by id."""
+    ids = sorted({port.pk for port in ports})
+    return {port.pk: port for port in Port.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+
+
+def _reserve_capacity(locked: dict[int, Port], demand: dict[int, int], *, requester_org_id: int) -> None:
+    for port_id, mbps in demand.items():
+        port = locked[port_id]
+        if port.committed_mbps + mbps > port.capacity_mbps:
+            if port.organization_id == requester_org_id:
+                message = f"Port {port.name} has {port.available_mbps:,} Mbps free; this needs {mbps:,} Mbps."
+            else:
+                message = "The Z-side port cannot take this much more bandwidth. Choose less, or another port."
+            raise Conflict(message, code="port_capacity", field="bandwidth_mbps")
+    for port_id, mbps in demand.items():
+        Port.objects.filter(pk=port_id).update(committed_mbps=F("committed_mbps") + mbps)
+        locked[port_id].committed_mbps += mbps
+
+
+def _release_capacity(connection: Connection, mbps: int) -> None:
+    locked = _lock_ports([connection.a_port, connection.z_port])
+    for port in locked.values():
+        Port.objects.filter(pk=port.pk).update(committed_mbps=F("committed_mbps") - min(mbps, port.committed_mbps))
+
+
+def _pick_vlan(port: Port, vlan: int | None, *, field_name: str) -> int:
+    """``vlan`` if it is free on the (locked) port, or the lowest free tag in the automatic range."""
+    used = set(VlanAssignment.objects.filter(port=port).values_list("vlan", flat=True))
+    if vlan is None:
+        low, high = settings.FABRIC_VLAN_AUTO_RANGE
+        vlan = next((tag for tag in range(low, high + 1) if tag not in used), None)
+        if vlan is None:
+            raise Conflict(f"Port {port.name} has no free VLAN left.", code="vlan_exhausted", field=field_name)
+    elif not 2 <= vlan <= 4094:
+        raise DomainError("A VLAN tag is between 2 and 4094.", field=field_name)
+    elif vlan in used:
+        raise Conflict(f"VLAN {vlan} is already in use on port {port.name}.", code="vlan_in_use", field=field_name)
+    return vlan
+
+
+def _book_vlan(port: Port, vlan: int, connection: Connection, *, field_name: str) -> None:
+    try:
+        with transaction.atomic():
+            VlanAssignment.objects.create(port=port, vlan=vlan, connection=connection)
+    except IntegrityError as exc:  # the constraint is the last line of defence
+        raise Conflict(
+            f"VLAN {vlan} is already in use on port {port.name}.", code="vlan_in_use", field=field_name
+        ) from exc
+
+
+# --- Connections -----------------------------------------------------------------------------
+@dataclass
+class ConnectionSpec:
+    a_port: Port
+    z_port: Port
+    a_vlan: int | None = None
+    priority: str = Priority.PRIMARY
+
+
+@dataclass
+class ConnectionPlan:
+    """What a connection request does (or, as a dry run, would do)."""
+
+    connections: list[Connection] = field(default_factory=list)
+    quote: pricing.Quote = field(default_factory=pricing.Quote)
+    latency: list = field(default_factory=list)
+    approvals: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return not any(v.severity == Severity.BLOCK for v in self.violations)
+
+
+class PolicyViolation(DomainError):
+    status_code = 403
+    default_code = "policy_violation"
+
+    def __init__(self, violations: list[Violation]):
+        super().__init__(" ".join(v.message for v in violations if v.severity == Severity.BLOCK))
+        self.violations = violations
+
+
+class _DryRun(Exception):
+    def __init__(self, plan: ConnectionPlan):
+        self.plan = plan
+
+
+def latency_leg(a_metro: Metro, z_metro: Metro) -> dict:
+    """The latency estimate between two metros as shown to users and in the API."""
+    from fabric.latency import metro_rtt
+
+    estimate = metro_rtt(a_metro, z_metro)
+    return {
+        "a_metro": a_metro.code,
+        "z_metro": z_metro.code,
+        "distance_km": round(estimate.km, 1),
+        "floor_rtt_ms": round(estimate.floor_ms, 2),
+        "estimated_rtt_ms": round(estimate.estimate_ms, 2),
+    }
+
+
+def connectable_z_ports(org):
+    """Ports a member of ``org`` may connect to: their own, and any provider's active port."""
+    return Port.objects.select_related("metro", "organization").filter(
+        Q(organization=org) | Q(organization__kind=OrganizationKind.PROVIDER), state=PortState.ACTIVE
+    )
+
+
+def connection_request(
+    *,
+    membership: Membership,
+    name: str,
+    a_port: Port,
+    z_port: Port,
+    bandwidth_mbps: int,
+    a_vlan: int | None = None,
+    purchase_order: str = "",
+    secondary: ConnectionSpec | None = None,
+    dry_run: bool = False,
+) -> ConnectionPlan:
+    """Request a connection (or a PRIMARY + SECONDARY pair). Own-to-own and auto-approving ports
+    go straight to provisioning; otherwise the Z-side owner must approve.
+
+    With ``dry_run`` nothing is written: the plan says the price, latency, approvals needed and
+    every reason it would be refused.
+    """
+    try:
+        with transaction.atomic():
+            plan = _connection_request(
+                membership=membership,
+                name=name,
+                specs=[ConnectionSpec(a_port, z_port, a_vlan), *([secondary] if secondary else [])],
+                bandwidth_mbps=bandwidth_mbps,
+                purchase_order=purchase_order,
+                dry_run=dry_run,
+            )
+            if dry_run:
+                raise _DryRun(plan)
+            return plan
+    except _DryRun as rollback:
+        return rollback.plan
+
+
+def _connection_request(*, membership, name, specs, bandwidth_mbps, purchase_order, dry_run) -> ConnectionPlan:
+    require_action(membership, Action.FABRIC_MANAGE)
+    org, user = membership.organization, membership.user
+    name = name.strip()
+    if not name:
+        raise DomainError("Give the connection a name.", field="name")
+    if not 1 <= bandwidth_mbps <= pricing.MAX_BANDWIDTH_MBPS:
+        raise DomainError(
+            f"Bandwidth must be between 1 and {pricing.MAX_BANDWIDTH_MBPS:,} Mbps.", field="bandwidth_mbps"
+        )
+    if len(specs) == 2:
+        specs[1].priority = Priority.SECONDARY
+        if specs[0].a_port.pk == specs[1].a_port.pk:
+            raise DomainError("A redundant pair needs two different A-side ports.", field="secondary.a_port")
+    plan = ConnectionPlan(dry_run=dry_run)
+    for index, spec in enumerate(specs):
+        prefix = "" if index == 0 else "secondary."
+        if spec.a_port.organization_id != org.pk:
+            raise NotFound("No such A-side port.", field=f"{prefix}a_port")
+        if spec.a_port.state != PortState.ACTIVE:
+            raise Conflict(
+                f"Port {spec.a_port.name} is {spec.a_port.get_state_display().lower()}, not active.",
+                field=f"{prefix}a_port",
+            )
+        if not connectable_z_ports(org).filter(pk=spec.z_port.pk).exists():
+            raise NotFound("No such Z-side port.", field=f"{prefix}z_port")
+        if spec.a_port.pk == spec.z_port.pk:
+            raise DomainError("The A and Z sides must be different ports.", field=f"{prefix}z_port")
+        plan.violations += (
+            run_guards(
+                GuardRequest(
+                    organization=org,
+                    actor=user,
+                    a_port=spec.a_port,
+                    z_port=spec.z_port,
+                    bandwidth_mbps=bandwidth_mbps,
+                    added_mbps=bandwidth_mbps * len(specs),
+                )
+            )
+            if index == 0
+            else []
+        )
+        quote = pricing.connection_quote(
+            a_metro=spec.a_port.metro, z_metro=spec.z_port.metro, bandwidth_mbps=bandwidth_mbps
+        )
+        plan.quote.lines += quote.lines
+        plan.latency.append(latency_leg(spec.a_port.metro, spec.z_port.metro))
+        needs_approval = spec.z_port.organization_id != org.pk and not spec.z_port.auto_approve
+        if needs_approval:
+            plan.approvals.append(f"{spec.z_port.organization.name} must approve the connection to {spec.z_port.name}.")
+    plan.approvals += [v.message for v in plan.violations if v.severity == Severity.APPROVAL]
+    if not plan.allowed:
+        if dry_run:
+            return plan
+        raise PolicyViolation(plan.violations)
+
+    if dry_run:
+        try:
+            with transaction.atomic():
+                _reserve_and_create(
+                    plan,
+                    membership=membership,
+                    name=name,
+                    specs=specs,
+                    bandwidth_mbps=bandwidth_mbps,
+                    purchase_order=purchase_order,
+                )
+        except Conflict as exc:
+            plan.violations.append(Violation(guard="fabric", severity=Severity.BLOCK, message=exc.message))
+        return plan
+    _reserve_and_create(
+        plan,
+        membership=membership,
+        name=name,
+        specs=specs,
+        bandwidth_mbps=bandwidth_mbps,
+        purchase_order=purchase_order,
+    )
+    return plan
+
+
+def _reserve_and_create(plan: ConnectionPlan, *, membership, name, specs, bandwidth_mbps, purchase_order) -> None:
+    org, user = membership.organization, membership.user
+    locked = _lock_ports([p for spec in specs for p in (spec.a_port, spec.z_port)])
+    demand: dict[int, int] = {}
+    for spec in specs:
+        for port in (spec.a_port, spec.z_port):
+            demand[port.pk] = demand.get(port.pk, 0) + bandwidth_mbps
+    _reserve_capacity(locked, demand, requester_org_id=org.pk)
+    group = uuid.uuid4() if len(specs) == 2 else None
+    for index, spec in enumerate(specs):
+        prefix = "" if index == 0 else "secondary."
+        a_vlan = _pick_vlan(locked[spec.a_port.pk], spec.a_vlan, field_name=f"{prefix}a_vlan")
+        connection = Connection.objects.create(
+            organization=org,
+            name=name if len(specs) == 1 else f"{name} ({spec.priority.lower()})",
+            a_port=spec.a_port,
+            a_vlan=a_vlan,
+            z_port=spec.z_port,
+            bandwidth_mbps=bandwidth_mbps,
+            redundancy_group=group,
+            priority=spec.priority,
+            purchase_order=purchase_order.strip(),
+            created_by=user,
+        )
+        _book_vlan(locked[spec.a_port.pk], a_vlan, connection, field_name=f"{prefix}a_vlan")
+        notes = "; ".join(v.message for v in plan.violations)
+        _event(
+            connection,
+            "",
+            ConnectionState.PENDING_APPROVAL,
+            actor=user,
+            message=f"Requested {bandwidth_mbps:,} Mbps. {notes}".strip(),
+        )
+        audit_record(
+            org=org, actor=user, action="connection.request", target=connection, after=_connection_snapshot(connection)
+        )
+        own = spec.z_port.organization_id == org.pk
+        if own or spec.z_port.auto_approve:
+            _approve(
+                connection,
+                z_port=locked[spec.z_port.pk],
+                z_vlan=None,
+                actor=None,
+                message="Own port: no approval needed." if own else "Approved automatically by the Z-side port.",
+            )
+        plan.connections.append(connection)
+
+
+def _approve(connection: Connection, *, z_port: Port, z_vlan: int | None, actor, message: str) -> None:
+    connection.z_vlan = _pick_vlan(z_port, z_vlan, field_name="z_vlan")
+    connection.save(update_fields=["z_vlan", "updated_at"])
+    _book_vlan(z_port, connection.z_vlan, connection, field_name="z_vlan")
+    _transition(connection, ConnectionState.APPROVED, actor=actor, message=message)
+    _transition(connection, ConnectionState.PROVISIONING, actor=None, message="Provisioning started.")
+    workflow_start(kind=WorkflowKind.CONNECTION_PROVISION, connection=connection)
+
+
+def _locked_connection(connection: Connection) -> Connection:
+    return (
+        Connection.objects.select_for_update(of=("self",))
+        .select_related("a_port__metro", "z_port__metro", "organization", "z_port__organization")
+        .get(pk=connection.pk)
+    )
+
+
+@transaction.atomic
+def connection_approve(*, membership: Membership, connection: Connection, z_vlan: int | None = None) -> Connection:
+    """The Z-side owner accepts a request, choosing its VLAN (or the lowest free one)."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    connection = _locked_connection(connection)
+    _require_z_side(membership, connection)
+    _require_state(connection, ConnectionState.APPROVED)
+    z_port = _lock_ports([connection.z_port])[connection.z_port_id]
+    _approve(
+        connection,
+        z_port=z_port,
+        z_vlan=z_vlan,
+        actor=membership.user,
+        message=f"Approved by {membership.organization.name}.",
+    )
+    audit_record(
+        org=membership.organization,
+        actor=membership.user,
+        action="connection.approve",
+        target=connection,
+        after={"z_vlan": connection.z_vlan},
+    )
+    return connection
+
+
+@transaction.atomic
+def connection_reject(*, membership: Membership, connection: Connection, reason: str) -> Connection:
+    require_action(membership, Action.FABRIC_MANAGE)
+    reason = reason.strip()
+    if not reason:
+        raise DomainError("Say why the request is rejected; the requester will see it.", field="reason")
+    connection = _locked_connection(connection)
+    _require_z_side(membership, connection)
+    _require_state(connection, ConnectionState.REJECTED)
+    connection.status_reason = reason[:500]
+    connection.save(update_fields=["status_reason", "updated_at"])
+    _transition(connection, ConnectionState.REJECTED, actor=membership.user, message=f"Rejected: {reason}")
+    _release(connection)
+    audit_record(
+        org=membership.organization,
+        actor=membership.user,
+        action="connection.reject",
+        target=connection,
+        after={"reason": reason},
+    )
+    return connection
+
+
+@transaction.atomic
+def connection_cancel(*, membership: Membership, connection: Connection) -> Connection:
+    """The requester withdraws a request before provisioning starts."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    connection = _locked_connection(connection)
+    _require_requester(membership, connection)
+    _require_state(connection, ConnectionState.CANCELLED)
+    _transition(connection, ConnectionState.CANCELLED, actor=membership.user, message="Cancelled by the requester.")
+    _release(connection)
+    audit_record(org=membership.organization, actor=membership.user, action="connection.cancel", target=connection)
+    return connection
+
+
+@transaction.atomic
+def connection_modify_bandwidth(*, membership: Membership, connection: Connection, bandwidth_mbps: int) -> Connection:
+    """Change the bandwidth of an active connection through a MODIFYING workflow."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    connection = _locked_connection(connection)
+    _require_requester(membership, connection)
+    _require_state(connection, ConnectionState.MODIFYING)
+    if not 1 <= bandwidth_mbps <= pricing.MAX_BANDWIDTH_MBPS:
+        raise DomainError(
+            f"Bandwidth must be between 1 and {pricing.MAX_BANDWIDTH_MBPS:,} Mbps.", field="bandwidth_mbps"
+        )
+    if bandwidth_mbps == connection.bandwidth_mbps:
+        raise DomainError("That is the current bandwidth.", field="bandwidth_mbps")
+    added = bandwidth_mbps - connection.bandwidth_mbps
+    if added > 0:
+        violations = run_guards(
+            GuardRequest(
+                organization=membership.organization,
+                actor=membership.user,
+                a_port=connection.a_port,
+                z_port=connection.z_port,
+                bandwidth_mbps=bandwidth_mbps,
+                added_mbps=added,
+                connection=connection,
+            )
+        )
+        if any(v.severity == Severity.BLOCK for v in violations):
+            raise PolicyViolation(violations)
+        locked = _lock_ports([connection.a_port, connection.z_port])
+        _reserve_capacity(
+            locked,
+            {connection.a_port_id: added, connection.z_port_id: added},
+            requester_org_id=membership.organization_id,
+        )
+    connection.requested_bandwidth_mbps = bandwidth_mbps
+    connection.save(update_fields=["requested_bandwidth_mbps", "updated_at"])
+    _transition(
+        connection,
+        ConnectionState.MODIFYING,
+        actor=membership.user,
+        message=f"Bandwidth change {connection.bandwidth_mbps:,} -> {bandwidth_mbps:,} Mbps requested.",
+    )
+    audit_record(
+        org=membership.organization,
+        actor=membership.user,
+        action="connection.modify",
+        target=connection,
+        before={"bandwidth_mbps": connection.bandwidth_mbps},
+        after={"bandwidth_mbps": bandwidth_mbps},
+    )
+    workflow_start(kind=WorkflowKind.CONNECTION_MODIFY, connection=connection)
+    return connection
+
+
+@transaction.atomic
+def connection_deprovision(*, membership: Membership, connection: Connection) -> Connection:
+    """Take an active (or failed) connection down; VLANs and bandwidth are released at the end."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    connection = _locked_connection(connection)
+    _require_requester(membership, connection)
+    if connection.state in (ConnectionState.PENDING_APPROVAL, ConnectionState.APPROVED):
+        raise Conflict("This connection is not provisioned yet: cancel the request instead.", code="invalid_state")
+    _require_state(connection, ConnectionState.DEPROVISIONING)
+    _transition(connection, ConnectionState.DEPROVISIONING, actor=membership.user, message="Deprovisioning requested.")
+    audit_record(org=membership.organization, actor=membership.user, action="connection.deprovision", target=connection)
+    workflow_start(kind=WorkflowKind.CONNECTION_DEPROVISION, connection=connection)
+    return connection
+
+
+@transaction.atomic
+def connection_retry(*, membership: Membership, connection: Connection) -> Connection:
+    """Run a FAILED connection's failed workflow again (provisioning or deprovisioning)."""
+    require_action(membership, Action.FABRIC_MANAGE)
+    connection = _locked_connection(connection)
+    _require_requester(membership, connection)
+    if connection.state != ConnectionState.FAILED:
+        raise Conflict("Only a failed connection can be retried.", code="invalid_state")
+    last = connection.workflows.order_by("-created_at", "-id").first()
+    deprovisioning = last is not None and last.kind == WorkflowKind.CONNECTION_DEPROVISION
+    target = ConnectionState.DEPROVISIONING if deprovisioning else ConnectionState.PROVISIONING
+    connection.status_reason = ""
+    connection.save(update_fields=["status_reason", "updated_at"])
+    _transition(connection, target, actor=membership.user, message="Retry requested.")
+    audit_record(org=membership.organization, actor=membership.user, action="connection.retry", target=connection)
+    workflow_start(
+        kind=WorkflowKind.CONNECTION_DEPROVISION if deprovisioning else WorkflowKind.CONNECTION_PROVISION,
+        connection=connection,
+    )
+    return connection
+
+
+def _require_state(connection: Connection, target: str) -> None:
+    if not can_transition(connection.state, target):
+        raise Conflict(
+            f"A connection that is {connection.get_state_display().lower()} cannot become {ConnectionState(target).label.lower()}.",
+            code="invalid_state",
+        )
+
+
+def _require_requester(membership: Membership, connection: Connection) -> None:
+    if connection.organization_id != membership.organization_id:
+        if connection.z_port.organization_id == membership.organization_id:
+            raise PermissionDenied("Only the requesting organization can do this.")
+        raise NotFound("No such connection.")
+
+
+def _require_z_side(membership: Membership, connection: Connection) -> None:
+    if connection.z_port.organization_id != membership.organization_id:
+        if connection.organization_id == membership.organization_id:
+            raise PermissionDenied("Only the Z-side port's organization can approve or reject this request.")
+        raise NotFound("No such connection.")
+
+
+def _transition(connection: Connection, target: str, *, actor, message: str) -> None:
+    if not can_transition(connection.state, target):
+        raise Conflict(f"Cannot go from {connection.state} to {target}.", code="invalid_state")
+    before = connection.state
+    connection.state = target
+    connection.pending_on = PENDING_ON[target]
+    connection.save(update_fields=["state", "pending_on", "updated_at"])
+    _event(connection, before, target, actor=actor, message=message)
+    if actor is None:
+        audit_record(
+            org=connection.organization,
+            actor=None,
+            action=f"connection.{target.lower()}",
+            target=connection,
+            before={"state": before},
+            after={"state": target},
+        )
+
+
+def _event(connection: Connection, from_state: str, to_state: str, *, actor, message: str) -> None:
+    ConnectionEvent.objects.create(
+        connection=connection,
+        from_state=from_state,
+        to_state=to_state,
+        actor=actor,
+        actor_label=actor.email if actor else "fabric",
+        message=message[:500],
+    )
+
+
+def _release(connection: Connection) -> None:
+    """Give back the connection's VLANs and bandwidth."""
+    VlanAssignment.objects.filter(connection=connection).delete()
+    _release_capacity(connection, connection.bandwidth_mbps)
+
+
+def _connection_snapshot(connection: Connection) -> dict:
+    return {
+        "name": connection.name,
+        "a_port": str(connection.a_port.public_id),
+        "a_vlan": connection.a_vlan,
+        "z_port": str(connection.z_port.public_id),
+        "bandwidth_mbps": connection.bandwidth_mbps,
+        "priority": connection.priority,
+        "purchase_order": connection.purchase_order,
+    }
+
+
+# --- Workflow outcomes (called by the engine under the workflow's lock) ----------------------
+def workflow_succeeded(*, workflow: Workflow) -> None:
+    if workflow.port_id:
+        port = Port.objects.select_for_update().get(pk=workflow.port_id)
+        port.state = PortState.ACTIVE if workflow.kind == WorkflowKind.PORT_PROVISION else PortState.DECOMMISSIONED
+        port.save(update_fields=["state", "updated_at"])
+        audit_record(org=port.organization, actor=None, action=f"port.{port.state.lower()}", target=port)
+        return
+    connection = _locked_connection(workflow.connection)
+    if workflow.kind == WorkflowKind.CONNECTION_PROVISION:
+        _transition(connection, ConnectionState.ACTIVE, actor=None, message="Provisioned and verified.")
+    elif workflow.kind == WorkflowKind.CONNECTION_MODIFY:
+        old, new = connection.bandwidth_mbps, connection.requested_bandwidth_mbps
+        if new < old:
+            _release_capacity(connection, old - new)
+        connection.bandwidth_mbps, connection.requested_bandwidth_mbps = new, None
+        connection.save(update_fields=["bandwidth_mbps", "requested_bandwidth_mbps", "updated_at"])
+        _transition(connection, ConnectionState.ACTIVE, actor=None, message=f"Bandwidth now {new:,} Mbps.")
+    elif workflow.kind == WorkflowKind.CONNECTION_DEPROVISION:
+        _transition(
+            connection,
+            ConnectionState.DEPROVISIONED,
+            actor=None,
+            message="Deprovisioned; VLANs and bandwidth released.",
+        )
+        _release(connection)
+
+
+def workflow_failed(*, workflow: Workflow, reason: str) -> None:
+    if workflow.port_id:
+        port = Port.objects.select_for_update().get(pk=workflow.port_id)
+        port.state = PortState.FAILED
+        port.save(update_fields=["state", "updated_at"])
+        audit_record(org=port.organization, actor=None, action="port.failed", target=port, after={"reason": reason})
+        return
+    connection = _locked_connection(workflow.connection)
+    if workflow.kind == WorkflowKind.CONNECTION_MODIFY:
+        # The old bandwidth stays in service: give back what the change had reserved.
+        added = (connection.requested_bandwidth_mbps or 0) - connection.bandwidth_mbps
+        if added > 0:
+            _release_capacity(connection, added)
+        connection.requested_bandwidth_mbps = None
+        connection.save(update_fields=["requested_bandwidth_mbps", "updated_at"])
+        _transition(
+            connection,
+            ConnectionState.ACTIVE,
+            actor=None,
+            message=f"Bandwidth change failed, still {connection.bandwidth_mbps:,} Mbps: {reason}",
+        )
+        return
+    connection.status_reason = reason[:500]
+    connection.save(update_fields=["status_reason", "updated_at"])
+    _transition(connection, ConnectionState.FAILED, actor=None, message=reason)

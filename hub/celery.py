@@ -42,6 +42,10 @@ app.conf.update(
             "task": "hub.tasks.purge_expired_idempotency_keys",
             "schedule": crontab(minute=17),
         },
+        "sweep-stalled-workflows": {
+            "task": "fabric.tasks.sweep_stalled_workflows",
+            "schedule": 60.0,
+        },
         "purge-expired-invitations": {
             "task": "hub.tasks.purge_expired_invitations",
             "schedule": crontab(minute=23, hour=3),

@@ -218,7 +218,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["organization", "-created_at"], name="audit_org_time")]
+        indexes = [models.Index(fields=["organization", "-created_at", "-id"], name="audit_org_time")]
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_email or 'system'}"

@@ -324,7 +324,8 @@ def api_token_revoke(*, token: APIToken, actor_membership: Membership) -> APITok
 
 
 def api_token_authenticate(secret: str) -> tuple[APIToken | None, str]:
-    """Find the active token for a presented secret. Returns (token, "") or (None, reason)."""
+    """Find the active token for a presented secret. Returns (token, "") or (None, reason);
+    the token comes with ``token.membership``, the user's membership in the token's org."""
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None, "The token is malformed."
@@ -338,7 +339,12 @@ def api_token_authenticate(secret: str) -> tuple[APIToken | None, str]:
         return None, "The token has expired."
     if not token.user.is_active:
         return None, "The token's user is deactivated."
-    if not Membership.objects.filter(user=token.user, organization=token.organization).exists():
+    token.membership = (
+        Membership.objects.select_related("organization")
+        .filter(user=token.user, organization=token.organization)
+        .first()
+    )
+    if token.membership is None:
         return None, "The token's user is no longer a member of its organization."
     now = timezone.now()
     # Write last-used at most once a minute per token to keep authentication cheap.

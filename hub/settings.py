@@ -249,6 +249,14 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
     },
     "SECURITY": [{"bearerAuth": []}],
+    "ENUM_NAME_OVERRIDES": {
+        "PortSpeedEnum": "fabric.choices.PortSpeed",
+        "PortStateEnum": "fabric.choices.PortState",
+        "ConnectionStateEnum": "fabric.choices.ConnectionState",
+        "WorkflowStatusEnum": "fabric.choices.WorkflowStatus",
+        "RoleEnum": "hub.choices.Role",
+        "OrganizationKindEnum": "hub.choices.OrganizationKind",
+    },
 }
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 
@@ -278,3 +286,21 @@ LOGGING = {
 
 # --- Extension points -------------------------------------------------------------------------
 HUB_DASHBOARD_TILES = ["fabric.dashboard.metros_tile"]
+
+# --- Fabric -----------------------------------------------------------------------------------
+FABRIC_DRIVER = env.str("FABRIC_DRIVER", default="fabric.drivers.simulated.SimulatedDriver")
+FABRIC_SIMULATED = {
+    "step_delay_seconds": env.float("FABRIC_SIM_STEP_DELAY", default=1.0),
+    "failure_rate": env.float("FABRIC_SIM_FAILURE_RATE", default=0.05),
+    "seed": env.int("FABRIC_SIM_SEED", default=None),
+    "fail_steps": {},
+}
+FABRIC_OVERSUBSCRIPTION = env.float("FABRIC_OVERSUBSCRIPTION", default=1.0)
+FABRIC_VLAN_AUTO_RANGE = (100, 4094)
+FABRIC_STEP_MAX_ATTEMPTS = env.int("FABRIC_STEP_MAX_ATTEMPTS", default=5)
+FABRIC_RETRY_BACKOFF_SECONDS = env.float("FABRIC_RETRY_BACKOFF_SECONDS", default=2.0)
+FABRIC_RETRY_BACKOFF_MAX_SECONDS = env.float("FABRIC_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
+FABRIC_STEP_TIMEOUT_SECONDS = env.int("FABRIC_STEP_TIMEOUT_SECONDS", default=300)
+FABRIC_STALL_SECONDS = env.int("FABRIC_STALL_SECONDS", default=120)
+FABRIC_MAX_ORG_BANDWIDTH_MBPS = env.int("FABRIC_MAX_ORG_BANDWIDTH_MBPS", default=1_000_000)
+FABRIC_CONNECTION_GUARDS = ["fabric.guards.max_org_bandwidth"]

@@ -51,7 +51,8 @@ class OrgView(LoginRequiredMixin, View):
         return get_object_or_404(queryset.for_org(self.request.org), **lookup)
 
 
-def _safe_next(request, default: str) -> str:
+def safe_next(request, default: str) -> str:
+    """The ``next`` parameter when it points at this site, else ``default``."""
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -93,7 +94,7 @@ class SignupView(View):
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")
                 request.session[SESSION_ORG_KEY] = org.pk
                 messages.success(request, f"Welcome! {org.name} is ready and you are its owner.")
-                return redirect(_safe_next(request, reverse("home")))
+                return redirect(safe_next(request, reverse("home")))
         return render(request, self.template_name, {"form": form}, status=400)
 
 
@@ -127,7 +128,7 @@ class OrganizationSwitchView(LoginRequiredMixin, View):
         )
         request.session[SESSION_ORG_KEY] = membership.organization_id
         messages.info(request, f"You are now working in {membership.organization.name}.")
-        return redirect(_safe_next(request, reverse("home")))
+        return redirect(safe_next(request, reverse("home")))
 
 
 class SettingsView(OrgView):

@@ -203,6 +203,15 @@ def browser_context_args(browser_context_args):
 
 
 @pytest.fixture(autouse=True)
+def _deterministic_fabric(settings):
+    """The simulated driver without delays or random failures; tests script failures explicitly."""
+    from fabric.drivers.simulated import reset_scripted_failures
+
+    settings.FABRIC_SIMULATED = {"step_delay_seconds": 0, "failure_rate": 0, "seed": 0, "fail_steps": {}}
+    reset_scripted_failures()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness is for production; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -27,9 +27,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         context.bind_token(token.pk)
         django_request = request._request
         django_request.org = token.organization
-        django_request.membership = token.user.memberships.select_related("organization").get(
-            organization=token.organization
-        )
+        django_request.membership = token.membership
         return token.user, token
 
     def authenticate_header(self, request):

@@ -44,7 +44,12 @@ def run_idempotent(request, handler) -> Response:
     org, user = request._request.org, request.user
     fingerprint = _fingerprint(request)
     scope = IdempotencyRecord.objects.filter(organization=org, user=user, key=key)
-    scope.filter(created_at__lt=timezone.now() - settings.IDEMPOTENCY_KEY_TTL).delete()
+    existing = scope.first()
+    if existing is not None and existing.created_at < timezone.now() - settings.IDEMPOTENCY_KEY_TTL:
+        existing.delete()  # an expired key starts afresh
+        existing = None
+    if existing is not None:
+        return _replay(existing, fingerprint)
     try:
         with transaction.atomic():
             record = IdempotencyRecord.objects.create(
@@ -55,21 +60,11 @@ def run_idempotent(request, handler) -> Response:
                 path=request.path[:500],
                 fingerprint=fingerprint,
             )
-    except IntegrityError:
+    except IntegrityError:  # a concurrent request with the same key got there first
         existing = scope.first()
-        if existing is None:  # expired and purged between our two statements
+        if existing is None:
             return run_idempotent(request, handler)
-        if existing.fingerprint != fingerprint:
-            raise IdempotencyKeyReused(
-                f"This {HEADER} was already used with a different request body or endpoint. Use a new key."
-            ) from None
-        if existing.state == IdempotencyState.IN_PROGRESS:
-            raise Conflict(
-                f"A request with this {HEADER} is still being processed. Retry shortly.", code="idempotency_in_progress"
-            ) from None
-        response = Response(existing.response_body, status=existing.response_status)
-        response["Idempotent-Replayed"] = "true"
-        return response
+        return _replay(existing, fingerprint)
 
     try:
         response = handler()
@@ -83,4 +78,18 @@ def run_idempotent(request, handler) -> Response:
         record.save(update_fields=["state", "response_status", "response_body"])
     else:
         record.delete()
+    return response
+
+
+def _replay(existing: IdempotencyRecord, fingerprint: str) -> Response:
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            f"This {HEADER} was already used with a different request body or endpoint. Use a new key."
+        )
+    if existing.state == IdempotencyState.IN_PROGRESS:
+        raise Conflict(
+            f"A request with this {HEADER} is still being processed. Retry shortly.", code="idempotency_in_progress"
+        )
+    response = Response(existing.response_body, status=existing.response_status)
+    response["Idempotent-Replayed"] = "true"
     return response

@@ -1,3 +1,4 @@
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.response import Response
@@ -5,6 +6,7 @@ from rest_framework.views import APIView
 
 from hub import selectors, services
 from hub.api.idempotency import run_idempotent
+from hub.api.pagination import TimelineCursorPagination
 from hub.api.serializers import (
     APITokenCreatedSerializer,
     APITokenCreateSerializer,
@@ -72,10 +74,14 @@ class APITokenViewSet(
 
 
 class AuditEventViewSet(OrgScopedMixin, viewsets.ReadOnlyModelViewSet):
-    """The organization's append-only audit log (org admins and security analysts)."""
+    """The organization's append-only audit log (org admins and security analysts), newest first.
+
+    Paginated by cursor: follow `next` (`?limit=` sets the page size, at most 500).
+    """
 
     queryset = AuditEvent.objects.select_related("token")
     serializer_class = AuditEventSerializer
     required_action = Action.AUDIT_VIEW
     filterset_class = AuditEventFilter
-    ordering_fields = ["created_at", "action"]
+    pagination_class = TimelineCursorPagination
+    filter_backends = [DjangoFilterBackend]

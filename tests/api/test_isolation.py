@@ -1,6 +1,9 @@
 """Tenant-isolation matrix: every URL pattern, as anonymous, as a member of another organization,
 and as a member whose role is too small. A URL pattern missing from ``MATRIX`` fails the run, so a
-new endpoint cannot ship without saying who may use it."""
+new endpoint cannot ship without saying who may use it.
+
+Keys are URL pattern names; a pattern with more than one method adds keys like ``"port-list [post]"``.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,7 +12,10 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
-from hub.choices import Role
+from fabric.choices import PortState
+from fabric.models import Connection, Metro, Port
+from fabric.services import connection_request, metros_load
+from hub.choices import OrganizationKind, Role
 from hub.models import APIToken, Invitation, Membership
 from hub.roles import ROLE_ORDER, Action, roles_allowed
 from hub.services import api_token_create, audit_record, invitation_token
@@ -25,7 +31,9 @@ class World:
     owner_b: Membership
     token_a: APIToken
     invitation_a: Invitation
-    secret_marker: str
+    port_a: Port
+    connection_a: Connection
+    provider_port: Port
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,14 @@ class Case:
     action: Action | None = None  # None: any member may
     names_object: bool = False  # the URL names an object of org A: another org gets 404
     data: Callable[[World], dict] | None = None
+
+
+def _port(w):
+    return w.port_a.public_id
+
+
+def _conn(w):
+    return w.connection_a.public_id
 
 
 def _r(name, **kwargs):
@@ -76,6 +92,40 @@ MATRIX: dict[str, Case] = {
         PORTAL, _r("org-switch"), "post", names_object=True, data=lambda w: {"org": w.owner_a.organization.public_id}
     ),
     "fabric:metro-list": Case(PORTAL, _r("fabric:metro-list"), action=Action.FABRIC_VIEW),
+    "fabric:metro-detail": Case(PORTAL, _r("fabric:metro-detail", code=lambda w: "FR"), action=Action.FABRIC_VIEW),
+    "fabric:port-list": Case(PORTAL, _r("fabric:port-list"), action=Action.FABRIC_VIEW),
+    "fabric:port-order": Case(PORTAL, _r("fabric:port-order"), action=Action.FABRIC_MANAGE),
+    "fabric:port-order [post]": Case(
+        PORTAL,
+        _r("fabric:port-order"),
+        "post",
+        Action.FABRIC_MANAGE,
+        data=lambda w: {"name": "p", "metro": "FR", "speed_mbps": 1000},
+    ),
+    "fabric:port-detail": Case(
+        PORTAL, _r("fabric:port-detail", port_id=_port), action=Action.FABRIC_VIEW, names_object=True
+    ),
+    "fabric:port-detail [post]": Case(
+        PORTAL,
+        _r("fabric:port-detail", port_id=_port),
+        "post",
+        Action.FABRIC_MANAGE,
+        True,
+        data=lambda w: {"decommission": "1"},
+    ),
+    "fabric:connection-list": Case(PORTAL, _r("fabric:connection-list"), action=Action.FABRIC_VIEW),
+    "fabric:connection-request": Case(PORTAL, _r("fabric:connection-request"), action=Action.FABRIC_MANAGE),
+    "fabric:connection-detail": Case(
+        PORTAL, _r("fabric:connection-detail", connection_id=_conn), action=Action.FABRIC_VIEW, names_object=True
+    ),
+    "fabric:connection-action": Case(
+        PORTAL,
+        _r("fabric:connection-action", connection_id=_conn, verb=lambda w: "deprovision"),
+        "post",
+        Action.FABRIC_MANAGE,
+        True,
+    ),
+    "fabric:incoming-requests": Case(PORTAL, _r("fabric:incoming-requests"), action=Action.FABRIC_VIEW),
     "password_change": Case(PORTAL, _r("password_change")),
     "password_change_done": Case(PORTAL, _r("password_change_done")),
     # API
@@ -90,6 +140,69 @@ MATRIX: dict[str, Case] = {
     ),
     "metro-list": Case(API, _r("metro-list"), action=Action.FABRIC_VIEW),
     "metro-detail": Case(API, _r("metro-detail", code=lambda w: "FR"), action=Action.FABRIC_VIEW),
+    "metro-latency": Case(API, _r("metro-latency", code=lambda w: "FR"), action=Action.FABRIC_VIEW),
+    "quote": Case(
+        API,
+        _r("quote"),
+        "post",
+        Action.FABRIC_VIEW,
+        data=lambda w: {"a_metro": "FR", "z_metro": "NY", "bandwidth_mbps": 100},
+    ),
+    "port-list": Case(API, _r("port-list"), action=Action.FABRIC_VIEW),
+    "port-list [post]": Case(
+        API,
+        _r("port-list"),
+        "post",
+        Action.FABRIC_MANAGE,
+        data=lambda w: {"name": "p", "metro": "FR", "speed_mbps": 1000},
+    ),
+    "port-detail": Case(API, _r("port-detail", public_id=_port), action=Action.FABRIC_VIEW, names_object=True),
+    "port-detail [delete]": Case(API, _r("port-detail", public_id=_port), "delete", Action.FABRIC_MANAGE, True),
+    "connection-list": Case(API, _r("connection-list"), action=Action.FABRIC_VIEW),
+    "connection-list [post]": Case(
+        API,
+        _r("connection-list"),
+        "post",
+        Action.FABRIC_MANAGE,
+        data=lambda w: {
+            "name": "c",
+            "a_port": str(w.port_a.public_id),
+            "z_port": str(w.provider_port.public_id),
+            "bandwidth_mbps": 10,
+        },
+        names_object=True,  # it names org A's port
+    ),
+    "connection-detail": Case(
+        API, _r("connection-detail", public_id=_conn), action=Action.FABRIC_VIEW, names_object=True
+    ),
+    "connection-detail [delete]": Case(
+        API, _r("connection-detail", public_id=_conn), "delete", Action.FABRIC_MANAGE, True
+    ),
+    "connection-detail [patch]": Case(
+        API,
+        _r("connection-detail", public_id=_conn),
+        "patch",
+        Action.FABRIC_MANAGE,
+        True,
+        data=lambda w: {"bandwidth_mbps": 200},
+    ),
+    "connection-approve": Case(API, _r("connection-approve", public_id=_conn), "post", Action.FABRIC_MANAGE, True),
+    "connection-reject": Case(
+        API,
+        _r("connection-reject", public_id=_conn),
+        "post",
+        Action.FABRIC_MANAGE,
+        True,
+        data=lambda w: {"reason": "no"},
+    ),
+    "connection-cancel": Case(API, _r("connection-cancel", public_id=_conn), "post", Action.FABRIC_MANAGE, True),
+    "connection-retry": Case(API, _r("connection-retry", public_id=_conn), "post", Action.FABRIC_MANAGE, True),
+    "connection-events": Case(
+        API, _r("connection-events", public_id=_conn), action=Action.FABRIC_VIEW, names_object=True
+    ),
+    "connection-workflows": Case(
+        API, _r("connection-workflows", public_id=_conn), action=Action.FABRIC_VIEW, names_object=True
+    ),
     # Public: no organization needed
     "login": Case(PUBLIC, _r("login")),
     "logout": Case(PUBLIC, _r("logout"), "post"),
@@ -133,14 +246,15 @@ def _pattern_names(patterns=None, namespace="") -> set[str]:
 
 
 def test_every_url_pattern_is_in_the_matrix():
-    missing = _pattern_names() - set(MATRIX)
+    covered = {key.split(" ")[0] for key in MATRIX}
+    missing = _pattern_names() - covered
     assert not missing, f"URL patterns without a tenant-isolation entry: {sorted(missing)}"
-    stale = set(MATRIX) - _pattern_names()
+    stale = covered - _pattern_names()
     assert not stale, f"Matrix entries for URL patterns that no longer exist: {sorted(stale)}"
 
 
 @pytest.fixture
-def world(db):
+def world(db, django_capture_on_commit_callbacks):
     org_a = OrganizationFactory(name="Alpha Org", slug="alpha")
     org_b = OrganizationFactory(name="Beta Org", slug="beta")
     owner_a = MembershipFactory(organization=org_a, role=Role.OWNER)
@@ -150,10 +264,23 @@ def world(db):
     invitation_a = InvitationFactory(organization=org_a, email="alpha-invitee@example.com")
     audit_record(org=org_a, actor=owner_a.user, action="alpha.secret-event", target=token_a)
     audit_record(org=org_b, actor=owner_b.user, action="beta.event")
-    from fabric.services import metros_load
-
     metros_load()
-    return World(owner_a, viewer_a, owner_b, token_a, invitation_a, secret_marker="alpha")
+    fr, ny = Metro.objects.get(code="FR"), Metro.objects.get(code="NY")
+    port_a = _active_port(org_a, fr, "alpha-secret-port")
+    port_a2 = _active_port(org_a, ny, "alpha-second-port")
+    provider = OrganizationFactory(name="Provider", slug="provider", kind=OrganizationKind.PROVIDER)
+    provider_port = _active_port(provider, fr, "provider-port")
+    with django_capture_on_commit_callbacks(execute=True):
+        connection_a = connection_request(
+            membership=owner_a, name="alpha-secret-connection", a_port=port_a, z_port=port_a2, bandwidth_mbps=100
+        ).connections[0]
+    return World(owner_a, viewer_a, owner_b, token_a, invitation_a, port_a, connection_a, provider_port)
+
+
+def _active_port(org, metro, name):
+    return Port.objects.create(
+        organization=org, metro=metro, name=name, speed_mbps=10_000, capacity_mbps=10_000, state=PortState.ACTIVE
+    )
 
 
 def _request(client, case: Case, world: World):
@@ -181,7 +308,7 @@ def _api_client(membership):
     return api
 
 
-PROTECTED = sorted(name for name, case in MATRIX.items() if case.kind != PUBLIC)
+PROTECTED = sorted(key for key, case in MATRIX.items() if case.kind != PUBLIC)
 
 
 @pytest.mark.parametrize("name", PROTECTED)
@@ -194,6 +321,7 @@ def test_anonymous_is_refused(name, world, client):
     else:
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
+    _assert_fabric_untouched(world)
 
 
 @pytest.mark.parametrize("name", PROTECTED)
@@ -206,12 +334,14 @@ def test_another_organization_sees_nothing(name, world, client):
         if case.kind == API:
             assert response.json()["error"]["code"] == "not_found"
     else:
-        assert response.status_code in (200, 302), response.content[:300]
+        assert response.status_code in (200, 201, 302), response.content[:300]
     raw = b"".join(response.streaming_content) if response.streaming else response.content
     body = raw.decode(errors="replace").lower()
     assert "alpha-secret-token" not in body
     assert "alpha.secret-event" not in body
     assert "alpha-invitee" not in body
+    assert "alpha-secret-port" not in body
+    assert "alpha-secret-connection" not in body
     # Nothing of org A was changed by the attempt.
     world.viewer_a.refresh_from_db()
     world.token_a.refresh_from_db()
@@ -220,6 +350,19 @@ def test_another_organization_sees_nothing(name, world, client):
     assert world.token_a.revoked_at is None
     assert world.invitation_a.revoked_at is None
     assert Membership.objects.filter(pk=world.owner_a.pk).exists()
+    _assert_fabric_untouched(world, created_by_a=False)
+
+
+def _assert_fabric_untouched(world, *, created_by_a=True):
+    world.port_a.refresh_from_db()
+    world.connection_a.refresh_from_db()
+    assert world.port_a.state == PortState.ACTIVE
+    assert (world.connection_a.state, world.connection_a.bandwidth_mbps) == ("ACTIVE", 100)
+    org_a = world.owner_a.organization
+    if created_by_a:
+        assert not Port.objects.filter(name="p").exists()
+    assert not Port.objects.filter(name="p", organization=org_a).exists()
+    assert not Connection.objects.filter(name="c").exists()
 
 
 def _too_small_role(action: Action) -> Role | None:

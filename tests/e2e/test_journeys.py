@@ -360,6 +360,7 @@ def test_metros_page_lists_and_searches_metros(page: Page, live_server, log_in, 
     )
     log_in(page, owner.user.email)
     page.get_by_role("link", name="Fabric").click()
+    page.get_by_role("navigation", name="Fabric").get_by_role("link", name="Metros").click()
 
     expect(page).to_have_url(f"{live_server.url}/fabric/metros/")
     expect(page.get_by_role("heading", name="Metros")).to_be_visible()

@@ -58,9 +58,9 @@ def test_readyz_is_503_when_the_broker_is_down(client, monkeypatch):
     from hub.celery import app
 
     unreachable = "redis://127.0.0.1:1/0"
+    previous = app.conf.broker_url
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     monkeypatch.setenv("CELERY_BROKER_URL", unreachable)
-    previous = app.conf.broker_url
     app.conf.broker_url = unreachable
     try:
         response = client.get("/readyz")

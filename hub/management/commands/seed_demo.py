@@ -1,8 +1,7 @@
-from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from fabric.demo import seed_fabric_demo
 from fabric.services import metros_load
 from hub.choices import OrganizationKind, Role
 from hub.models import Membership, Organization, User
@@ -44,8 +43,8 @@ class Command(BaseCommand):
             slug="hub-operations", defaults={"name": "Hub Operations", "kind": OrganizationKind.OPERATOR}
         )
         Membership.objects.update_or_create(user=ops, organization=operator_org, defaults={"role": Role.OWNER})
-        for hook in getattr(settings, "HUB_SEED_DEMO_HOOKS", []):
-            call_command(hook, stdout=self.stdout)
+        ports, connections = seed_fabric_demo()
+        self.stdout.write(f"Fabric: {ports} ports and {connections} connections created (the worker provisions them).")
         self.stdout.write(self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:"))
         for email, _, slug, role in [*PEOPLE, ("ops@hub.example", "", "hub-operations", "OPERATOR (staff, /admin/)")]:
             self.stdout.write(f"  {email:<32} {slug:<16} {role}")

@@ -1,0 +1,1 @@
+"""Benchmark harness for Interconnect Hub. Run ``python -m bench.runner --help``; see docs/PERFORMANCE.md."""

@@ -1,0 +1,21 @@
+from celery import shared_task
+
+from fabric.workflows import stalled_workflow_ids, workflow_advance
+
+
+@shared_task(acks_late=True)
+def run_workflow(workflow_id: int, scheduled_retry: bool = False) -> None:
+    """Advance a workflow; a transient failure schedules this task again after a backoff."""
+    countdown = workflow_advance(workflow_id, scheduled_retry=scheduled_retry)
+    if countdown is not None:
+        run_workflow.apply_async((workflow_id,), {"scheduled_retry": True}, countdown=countdown)
+
+
+@shared_task
+def sweep_stalled_workflows() -> int:
+    """Re-enqueue workflows whose message was lost or whose worker died. Safe to run twice:
+    a workflow already being advanced is skipped by its row lock and step state."""
+    ids = stalled_workflow_ids()
+    for workflow_id in ids:
+        run_workflow.delay(workflow_id)
+    return len(ids)

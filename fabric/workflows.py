@@ -1,0 +1,167 @@
+"""The workflow engine: recorded steps run by Celery, safe to run twice.
+
+``workflow_start`` is called inside a service's transaction: it records the workflow and its steps
+and enqueues the task on commit. ``workflow_advance`` (the task's body) locks the workflow row,
+skips steps already done, runs the next one through the driver outside the lock, records the
+outcome, and loops. Transient driver errors are retried with exponential backoff (the task is
+re-enqueued with a countdown) until ``FABRIC_STEP_MAX_ATTEMPTS``; then, or on a permanent error,
+the workflow fails and the service records a reason a person can read. A periodic sweeper
+re-enqueues workflows that stalled (a lost message, a dead worker).
+"""
+
+import logging
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from fabric.choices import StepStatus, WorkflowKind, WorkflowStatus
+from fabric.drivers import DriverError, TransientDriverError, get_driver
+from fabric.models import Workflow, WorkflowStep
+
+logger = logging.getLogger(__name__)
+
+STEPS: dict[str, tuple[str, ...]] = {
+    WorkflowKind.PORT_PROVISION: ("allocate_port", "configure_port", "verify_port", "activate_port"),
+    WorkflowKind.PORT_DECOMMISSION: ("shutdown_port", "release_port"),
+    WorkflowKind.CONNECTION_PROVISION: ("reserve_vlans", "configure_a_side", "configure_z_side", "verify", "activate"),
+    WorkflowKind.CONNECTION_MODIFY: ("reconfigure_a_side", "reconfigure_z_side", "verify"),
+    WorkflowKind.CONNECTION_DEPROVISION: ("unconfigure_a_side", "unconfigure_z_side", "release_vlans"),
+}
+FINISHED = (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
+
+
+def step_label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def workflow_start(*, kind: str, port=None, connection=None) -> Workflow:
+    """Record a workflow and enqueue it when the surrounding transaction commits."""
+    from fabric.tasks import run_workflow
+
+    workflow = Workflow.objects.create(kind=kind, port=port, connection=connection)
+    WorkflowStep.objects.bulk_create(
+        WorkflowStep(workflow=workflow, position=index, name=name) for index, name in enumerate(STEPS[kind], start=1)
+    )
+    transaction.on_commit(lambda: run_workflow.delay(workflow.pk))
+    return workflow
+
+
+def backoff_seconds(attempts: int) -> float:
+    base = settings.FABRIC_RETRY_BACKOFF_SECONDS * (2 ** max(attempts - 1, 0))
+    jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not security
+    return min(base * jitter, settings.FABRIC_RETRY_BACKOFF_MAX_SECONDS)
+
+
+def _subject(workflow: Workflow):
+    if workflow.connection_id:
+        from fabric.models import Connection
+
+        return Connection.objects.select_related("a_port__metro", "z_port__metro").get(pk=workflow.connection_id)
+    from fabric.models import Port
+
+    return Port.objects.select_related("metro").get(pk=workflow.port_id)
+
+
+def _lock(workflow_id: int) -> Workflow | None:
+    return Workflow.objects.select_for_update().filter(pk=workflow_id).first()
+
+
+def workflow_advance(workflow_id: int, *, scheduled_retry: bool = False) -> float | None:
+    """Run the remaining steps. Returns a countdown when a step must be retried later, else None.
+
+    Other deliveries (a sweeper's, a duplicate) leave a workflow alone while a retry is scheduled;
+    the scheduled retry itself (``scheduled_retry``) runs it.
+    """
+    driver = get_driver()
+    while True:
+        now = timezone.now()
+        with transaction.atomic():
+            workflow = _lock(workflow_id)
+            if workflow is None or workflow.status in FINISHED:
+                return None
+            if workflow.next_attempt_at and workflow.next_attempt_at > now and not scheduled_retry:
+                return None  # a retry is already scheduled
+            step = workflow.steps.exclude(status=StepStatus.SUCCEEDED).order_by("position").first()
+            if step is None:
+                _finish(workflow, succeeded=True)
+                return None
+            timeout = timedelta(seconds=settings.FABRIC_STEP_TIMEOUT_SECONDS)
+            if step.status == StepStatus.RUNNING and step.started_at and step.started_at > now - timeout:
+                return None  # another worker is running it
+            step.status, step.attempts, step.started_at, step.error = StepStatus.RUNNING, step.attempts + 1, now, ""
+            step.save(update_fields=["status", "attempts", "started_at", "error"])
+            workflow.status, workflow.next_attempt_at = WorkflowStatus.RUNNING, None
+            workflow.save(update_fields=["status", "next_attempt_at", "updated_at"])
+            subject = _subject(workflow)
+
+        try:
+            driver.run(step.name, subject)
+        except TransientDriverError as exc:
+            return _record_transient(workflow_id, step.pk, str(exc))
+        except DriverError as exc:
+            _record_failure(workflow_id, step.pk, str(exc))
+            return None
+        except Exception as exc:
+            logger.exception("Unexpected error in workflow %s step %s", workflow_id, step.name)
+            return _record_transient(workflow_id, step.pk, f"Unexpected error ({exc.__class__.__name__}).")
+
+        with transaction.atomic():
+            workflow = _lock(workflow_id)
+            WorkflowStep.objects.filter(pk=step.pk).update(status=StepStatus.SUCCEEDED, finished_at=timezone.now())
+            workflow.save(update_fields=["updated_at"])
+
+
+def _record_transient(workflow_id: int, step_id: int, message: str) -> float | None:
+    with transaction.atomic():
+        workflow = _lock(workflow_id)
+        step = WorkflowStep.objects.get(pk=step_id)
+        if step.attempts >= settings.FABRIC_STEP_MAX_ATTEMPTS:
+            _fail_step(workflow, step, f"{step_label(step.name)} failed after {step.attempts} attempts: {message}")
+            return None
+        countdown = backoff_seconds(step.attempts)
+        step.status, step.error = StepStatus.PENDING, message
+        step.save(update_fields=["status", "error"])
+        workflow.next_attempt_at = timezone.now() + timedelta(seconds=countdown)
+        workflow.save(update_fields=["next_attempt_at", "updated_at"])
+        return countdown
+
+
+def _record_failure(workflow_id: int, step_id: int, message: str) -> None:
+    with transaction.atomic():
+        workflow = _lock(workflow_id)
+        step = WorkflowStep.objects.get(pk=step_id)
+        _fail_step(workflow, step, f"{step_label(step.name)} failed: {message}")
+
+
+def _fail_step(workflow: Workflow, step: WorkflowStep, reason: str) -> None:
+    step.status, step.error, step.finished_at = StepStatus.FAILED, reason[:500], timezone.now()
+    step.save(update_fields=["status", "error", "finished_at"])
+    workflow.error = reason[:500]
+    _finish(workflow, succeeded=False)
+
+
+def _finish(workflow: Workflow, *, succeeded: bool) -> None:
+    from fabric import services
+
+    workflow.status = WorkflowStatus.SUCCEEDED if succeeded else WorkflowStatus.FAILED
+    workflow.finished_at = timezone.now()
+    workflow.save(update_fields=["status", "error", "finished_at", "updated_at"])
+    if succeeded:
+        services.workflow_succeeded(workflow=workflow)
+    else:
+        services.workflow_failed(workflow=workflow, reason=workflow.error)
+
+
+def stalled_workflow_ids(limit: int = 500) -> list[int]:
+    """Unfinished workflows nobody has touched for ``FABRIC_STALL_SECONDS`` and not waiting for a retry."""
+    cutoff = timezone.now() - timedelta(seconds=settings.FABRIC_STALL_SECONDS)
+    return list(
+        Workflow.objects.filter(status__in=[WorkflowStatus.PENDING, WorkflowStatus.RUNNING], updated_at__lt=cutoff)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=cutoff))
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:limit]
+    )
