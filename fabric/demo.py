@@ -22,6 +22,7 @@ PORTS = [
     ("demo-provider", "fr-gpu-1", "FR", 100_000, True),
     ("demo-provider", "dc-gpu-1", "DC", 100_000, False),
     ("demo-provider", "sg-gpu-1", "SG", 100_000, False),
+    ("demo-provider", "am-gpu-1", "AM", 100_000, False),
 ]
 
 # (name, requester slug, A port, Z port's organization slug, Z port, Mbps, provider approves in the seed)

@@ -19,7 +19,7 @@ class PortSettingsForm(forms.Form):
 
 
 class ConnectionRequestForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=100, required=False)
     a_port = forms.ModelChoiceField(label="A side (your port)", queryset=Port.objects.none(), to_field_name="public_id")
     z_port = forms.ModelChoiceField(label="Z side", queryset=Port.objects.none(), to_field_name="public_id")
     bandwidth_mbps = forms.IntegerField(label="Bandwidth (Mbps)", min_value=1, initial=1000)

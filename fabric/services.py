@@ -399,6 +399,7 @@ def _connection_request(*, membership, name, specs, bandwidth_mbps, purchase_ord
                 )
         except Conflict as exc:
             plan.violations.append(Violation(guard="fabric", severity=Severity.BLOCK, message=exc.message))
+        plan.connections = []  # rolled back: nothing to show but the checks
         return plan
     _reserve_and_create(
         plan,

@@ -14,7 +14,7 @@ from fabric.forms import ApproveForm, BandwidthForm, ConnectionRequestForm, Port
 from fabric.models import Connection, Metro, Port
 from hub.errors import DomainError
 from hub.roles import Action, role_allows
-from hub.views import OrgView, safe_next
+from hub.views import OrgView, csv_response, safe_next
 
 
 def _form_error(form, exc: DomainError) -> None:
@@ -65,6 +65,35 @@ class PortListView(OrgView):
         ports = selectors.port_list(org=request.org)
         if not request.GET.get("all"):
             ports = ports.exclude(state=PortState.DECOMMISSIONED)
+        if request.GET.get("export") == "csv":
+            return csv_response(
+                f"ports-{request.org.slug}",
+                [
+                    "id",
+                    "name",
+                    "metro",
+                    "speed_mbps",
+                    "capacity_mbps",
+                    "committed_mbps",
+                    "state",
+                    "auto_approve",
+                    "created_at",
+                ],
+                (
+                    [
+                        p.public_id,
+                        p.name,
+                        p.metro.code,
+                        p.speed_mbps,
+                        p.capacity_mbps,
+                        p.committed_mbps,
+                        p.state,
+                        p.auto_approve,
+                        p.created_at.isoformat(),
+                    ]
+                    for p in ports.iterator(chunk_size=1000)
+                ),
+            )
         return render(
             request,
             "fabric/port_list.html",
@@ -144,6 +173,51 @@ class ConnectionListView(OrgView):
     def get(self, request):
         filterset = ConnectionFilter(request.GET, queryset=selectors.connection_list(org=request.org), request=request)
         connections = filterset.qs if filterset.is_valid() else Connection.objects.none()
+        if request.GET.get("export") == "csv":
+            return csv_response(
+                f"connections-{request.org.slug}",
+                [
+                    "id",
+                    "name",
+                    "requester",
+                    "a_metro",
+                    "a_port",
+                    "a_vlan",
+                    "z_metro",
+                    "z_organization",
+                    "z_port",
+                    "z_vlan",
+                    "bandwidth_mbps",
+                    "state",
+                    "pending_on",
+                    "priority",
+                    "redundancy_group",
+                    "purchase_order",
+                    "created_at",
+                ],
+                (
+                    [
+                        c.public_id,
+                        c.name,
+                        c.organization.slug,
+                        c.a_port.metro.code,
+                        c.a_port.name,
+                        c.a_vlan,
+                        c.z_port.metro.code,
+                        c.z_port.organization.slug,
+                        c.z_port.name,
+                        c.z_vlan or "",
+                        c.bandwidth_mbps,
+                        c.state,
+                        c.pending_on,
+                        c.priority,
+                        c.redundancy_group or "",
+                        c.purchase_order,
+                        c.created_at.isoformat(),
+                    ]
+                    for c in connections.iterator(chunk_size=1000)
+                ),
+            )
         template = "fabric/connection_list.html#connection-table" if request.htmx else "fabric/connection_list.html"
         return render(
             request,
@@ -185,7 +259,8 @@ class ConnectionRequestView(OrgView):
             try:
                 plan = services.connection_request(
                     membership=request.membership,
-                    name=data["name"],
+                    # A price check needs no name yet; a real request does (the service says so).
+                    name=data["name"] or ("new connection" if dry_run else ""),
                     a_port=data["a_port"],
                     z_port=data["z_port"],
                     bandwidth_mbps=data["bandwidth_mbps"],
@@ -203,6 +278,7 @@ class ConnectionRequestView(OrgView):
                     return redirect("fabric:connection-detail", connection_id=first.public_id)
         context = {"form": form, "plan": plan}
         if request.htmx and dry_run:
+            # The live quote: always a 200 fragment, with what is missing when there is no plan.
             return render(request, "fabric/connection_request.html#plan", context)
         return render(request, self.template_name, context, status=200 if plan else 400)
 

@@ -347,6 +347,20 @@ class _Echo:
         return value
 
 
+def csv_response(filename: str, header: list[str], rows) -> StreamingHttpResponse:
+    """Stream ``rows`` as a CSV download named ``<filename>-<time>.csv``."""
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}-{timezone.now():%Y%m%d-%H%M}.csv"'
+    return response
+
+
 class AuditExportView(OrgView):
     required_action = Action.AUDIT_VIEW
     columns = [
@@ -367,31 +381,26 @@ class AuditExportView(OrgView):
         filterset = AuditEventPortalFilter(request.GET, queryset=selectors.audit_events(org=request.org))
         if not filterset.is_valid():
             return HttpResponse("Invalid filter: " + filterset.errors.as_text(), status=400, content_type="text/plain")
-        writer = csv.writer(_Echo())
-
-        def rows():
-            yield writer.writerow(self.columns)
-            for event in filterset.qs.iterator(chunk_size=2000):
-                yield writer.writerow(
-                    [
-                        event.created_at.isoformat(),
-                        event.action,
-                        event.actor_email,
-                        event.token.prefix if event.token else "",
-                        event.object_type,
-                        event.object_id,
-                        event.object_repr,
-                        "" if event.before is None else event.before,
-                        "" if event.after is None else event.after,
-                        event.request_id,
-                        event.ip_address or "",
-                    ]
-                )
-
-        filename = f"audit-{request.org.slug}-{timezone.now():%Y%m%d-%H%M}.csv"
-        response = StreamingHttpResponse(rows(), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return csv_response(
+            f"audit-{request.org.slug}",
+            self.columns,
+            (
+                [
+                    event.created_at.isoformat(),
+                    event.action,
+                    event.actor_email,
+                    event.token.prefix if event.token else "",
+                    event.object_type,
+                    event.object_id,
+                    event.object_repr,
+                    "" if event.before is None else event.before,
+                    "" if event.after is None else event.after,
+                    event.request_id,
+                    event.ip_address or "",
+                ]
+                for event in filterset.qs.iterator(chunk_size=2000)
+            ),
+        )
 
 
 # --- Health ----------------------------------------------------------------------------------
