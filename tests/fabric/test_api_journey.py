@@ -22,7 +22,8 @@ def test_order_port_quote_connect_approve_modify_deprovision(acme, cloud, token_
     plan = engineer.post("/api/v1/connections/", {**body, "dry_run": True}, format="json")
     assert plan.status_code == 200
     plan = plan.json()
-    assert plan["allowed"] is True and plan["connections"] == []
+    assert plan["allowed"] is True
+    assert plan["connections"] == []
     assert float(plan["quote"]["monthly_total"]) > 0
     assert plan["latency"][0]["a_metro"] == plan["latency"][0]["z_metro"] == "FR"
     assert plan["approvals"] == [f"{cloud.org.name} must approve the connection to cloud-fra."]
