@@ -1,4 +1,5 @@
 import django_filters
+from django import forms
 from django.db.models import Q
 
 from fabric.choices import ConnectionState, PendingOn, PortState, Region
@@ -30,11 +31,15 @@ class PortFilter(django_filters.FilterSet):
 
 
 class ConnectionFilter(django_filters.FilterSet):
-    state = django_filters.MultipleChoiceFilter(choices=ConnectionState.choices)
+    state = django_filters.MultipleChoiceFilter(
+        choices=ConnectionState.choices, widget=forms.SelectMultiple(attrs={"size": len(ConnectionState)})
+    )
     pending_on = django_filters.ChoiceFilter(choices=PendingOn.choices)
     metro = django_filters.CharFilter(method="filter_metro", label="A or Z metro code")
     direction = django_filters.ChoiceFilter(
-        choices=[("outgoing", "Requested by us"), ("incoming", "To our ports")], method="filter_direction"
+        label="Direction",
+        choices=[("outgoing", "Requested by us"), ("incoming", "To our ports")],
+        method="filter_direction",
     )
     q = django_filters.CharFilter(method="search", label="Search")
 

@@ -217,3 +217,7 @@ class WorkflowStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.name} ({self.status})"
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()

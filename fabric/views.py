@@ -283,6 +283,15 @@ class ConnectionRequestView(OrgView):
         return render(request, self.template_name, context, status=200 if plan else 400)
 
 
+POLL_SECONDS = {
+    ConnectionState.PENDING_APPROVAL: 10,
+    ConnectionState.APPROVED: 2,
+    ConnectionState.PROVISIONING: 2,
+    ConnectionState.MODIFYING: 2,
+    ConnectionState.DEPROVISIONING: 2,
+}
+
+
 def _created_message(plan) -> str:
     first = plan.connections[0]
     what = "Redundant pair requested" if len(plan.connections) > 1 else f"Connection {first.name} requested"
@@ -327,13 +336,8 @@ class ConnectionDetailView(OrgView):
             "approve_form": ApproveForm(),
             "reject_form": RejectForm(),
             "bandwidth_form": BandwidthForm(initial={"bandwidth_mbps": connection.bandwidth_mbps}),
-            "busy": connection.state
-            in (
-                ConnectionState.APPROVED,
-                ConnectionState.PROVISIONING,
-                ConnectionState.MODIFYING,
-                ConnectionState.DEPROVISIONING,
-            ),
+            # Refresh while work runs (every 2 s), and while waiting for the other side (every 10 s).
+            "poll_seconds": POLL_SECONDS.get(connection.state),
         }
         template = "fabric/connection_detail.html#live" if request.htmx else "fabric/connection_detail.html"
         return render(request, template, context)

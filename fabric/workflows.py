@@ -34,10 +34,6 @@ STEPS: dict[str, tuple[str, ...]] = {
 FINISHED = (WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED)
 
 
-def step_label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
-
-
 def workflow_start(*, kind: str, port=None, connection=None) -> Workflow:
     """Record a workflow and enqueue it when the surrounding transaction commits."""
     from fabric.tasks import run_workflow
@@ -120,7 +116,7 @@ def _record_transient(workflow_id: int, step_id: int, message: str) -> float | N
         workflow = _lock(workflow_id)
         step = WorkflowStep.objects.get(pk=step_id)
         if step.attempts >= settings.FABRIC_STEP_MAX_ATTEMPTS:
-            _fail_step(workflow, step, f"{step_label(step.name)} failed after {step.attempts} attempts: {message}")
+            _fail_step(workflow, step, f"{step.label} failed after {step.attempts} attempts: {message}")
             return None
         countdown = backoff_seconds(step.attempts)
         step.status, step.error = StepStatus.PENDING, message
@@ -134,7 +130,7 @@ def _record_failure(workflow_id: int, step_id: int, message: str) -> None:
     with transaction.atomic():
         workflow = _lock(workflow_id)
         step = WorkflowStep.objects.get(pk=step_id)
-        _fail_step(workflow, step, f"{step_label(step.name)} failed: {message}")
+        _fail_step(workflow, step, f"{step.label} failed: {message}")
 
 
 def _fail_step(workflow: Workflow, step: WorkflowStep, reason: str) -> None:
