@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 
 from fabric import pricing
 from fabric.choices import (
@@ -31,6 +32,7 @@ from fabric.models import Connection, ConnectionEvent, Metro, Port, VlanAssignme
 from fabric.workflows import workflow_start
 from hub.choices import OrganizationKind
 from hub.errors import Conflict, DomainError, NotFound, PermissionDenied
+from hub.events import publish
 from hub.models import Membership
 from hub.roles import Action
 from hub.services import audit_record, require_action
@@ -156,6 +158,7 @@ def port_decommission(*, membership: Membership, port: Port) -> Port:
     before = _port_snapshot(port)
     port.state = PortState.DECOMMISSIONING
     port.save(update_fields=["state", "updated_at"])
+    _announce_port(port, before["state"])
     audit_record(
         org=port.organization,
         actor=membership.user,
@@ -438,13 +441,9 @@ def _reserve_and_create(plan: ConnectionPlan, *, membership, name, specs, bandwi
         )
         _book_vlan(locked[spec.a_port.pk], a_vlan, connection, field_name=f"{prefix}a_vlan")
         notes = "; ".join(v.message for v in plan.violations)
-        _event(
-            connection,
-            "",
-            ConnectionState.PENDING_APPROVAL,
-            actor=user,
-            message=f"Requested {bandwidth_mbps:,} Mbps. {notes}".strip(),
-        )
+        requested = f"Requested {bandwidth_mbps:,} Mbps. {notes}".strip()
+        _event(connection, "", ConnectionState.PENDING_APPROVAL, actor=user, message=requested)
+        _announce_connection(connection, "", requested)
         audit_record(
             org=org, actor=user, action="connection.request", target=connection, after=_connection_snapshot(connection)
         )
@@ -659,6 +658,7 @@ def _transition(connection: Connection, target: str, *, actor, message: str) -> 
     connection.pending_on = PENDING_ON[target]
     connection.save(update_fields=["state", "pending_on", "updated_at"])
     _event(connection, before, target, actor=actor, message=message)
+    _announce_connection(connection, before, message)
     if actor is None:
         audit_record(
             org=connection.organization,
@@ -668,6 +668,45 @@ def _transition(connection: Connection, target: str, *, actor, message: str) -> 
             before={"state": before},
             after={"state": target},
         )
+
+
+def _announce_connection(connection: Connection, before: str, message: str) -> None:
+    """Notify both ends (and their webhooks) that the connection changed state."""
+    payload = {
+        "connection": str(connection.public_id),
+        "name": connection.name,
+        "from_state": before,
+        "to_state": connection.state,
+        "pending_on": connection.pending_on,
+        "bandwidth_mbps": connection.bandwidth_mbps,
+        "a_port": str(connection.a_port.public_id),
+        "z_port": str(connection.z_port.public_id),
+        "message": message,
+    }
+    title = f"{connection.name}: {ConnectionState(connection.state).label.lower()}"
+    link = reverse("fabric:connection-detail", args=[connection.public_id])
+    orgs = {
+        connection.organization_id: connection.organization,
+        connection.z_port.organization_id: connection.z_port.organization,
+    }
+    for org in orgs.values():
+        publish(org=org, event_type="connection.state_changed", payload=payload, title=title, body=message, link=link)
+
+
+def _announce_port(port: Port, before: str) -> None:
+    publish(
+        org=port.organization,
+        event_type="port.state_changed",
+        payload={
+            "port": str(port.public_id),
+            "name": port.name,
+            "metro": port.metro.code,
+            "from_state": before,
+            "to_state": port.state,
+        },
+        title=f"Port {port.name}: {port.get_state_display().lower()}",
+        link=reverse("fabric:port-detail", args=[port.public_id]),
+    )
 
 
 def _event(connection: Connection, from_state: str, to_state: str, *, actor, message: str) -> None:
@@ -702,9 +741,11 @@ def _connection_snapshot(connection: Connection) -> dict:
 # --- Workflow outcomes (called by the engine under the workflow's lock) ----------------------
 def workflow_succeeded(*, workflow: Workflow) -> None:
     if workflow.port_id:
-        port = Port.objects.select_for_update().get(pk=workflow.port_id)
+        port = Port.objects.select_for_update().select_related("metro", "organization").get(pk=workflow.port_id)
+        before = port.state
         port.state = PortState.ACTIVE if workflow.kind == WorkflowKind.PORT_PROVISION else PortState.DECOMMISSIONED
         port.save(update_fields=["state", "updated_at"])
+        _announce_port(port, before)
         audit_record(org=port.organization, actor=None, action=f"port.{port.state.lower()}", target=port)
         return
     connection = _locked_connection(workflow.connection)
@@ -729,9 +770,11 @@ def workflow_succeeded(*, workflow: Workflow) -> None:
 
 def workflow_failed(*, workflow: Workflow, reason: str) -> None:
     if workflow.port_id:
-        port = Port.objects.select_for_update().get(pk=workflow.port_id)
+        port = Port.objects.select_for_update().select_related("metro", "organization").get(pk=workflow.port_id)
+        before = port.state
         port.state = PortState.FAILED
         port.save(update_fields=["state", "updated_at"])
+        _announce_port(port, before)
         audit_record(org=port.organization, actor=None, action="port.failed", target=port, after={"reason": reason})
         return
     connection = _locked_connection(workflow.connection)

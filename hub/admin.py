@@ -1,7 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from hub.models import APIToken, AuditEvent, Invitation, Membership, Organization, User
+from hub.models import (
+    APIToken,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Notification,
+    Organization,
+    User,
+    Webhook,
+    WebhookDelivery,
+)
 
 
 @admin.register(User)
@@ -59,3 +69,26 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["url", "organization", "description", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["url", "description", "organization__name"]
+    exclude = ["secret"]  # signs deliveries; never displayed again after creation
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "organization", "event_type", "status", "attempts", "last_status_code"]
+    list_filter = ["status", "event_type"]
+    search_fields = ["event_id", "public_id", "webhook__url"]
+    readonly_fields = ["webhook", "event_id", "event_type", "payload", "delivered_at"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "organization", "user", "event_type", "title", "read_at"]
+    list_filter = ["event_type"]
+    search_fields = ["title", "user__email", "organization__name"]

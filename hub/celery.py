@@ -50,6 +50,18 @@ app.conf.update(
             "task": "hub.tasks.purge_expired_invitations",
             "schedule": crontab(minute=23, hour=3),
         },
+        "sweep-stalled-webhook-deliveries": {
+            "task": "hub.tasks.webhook_sweep",
+            "schedule": 60.0,
+        },
+        "purge-old-webhook-deliveries": {
+            "task": "hub.tasks.webhook_purge_deliveries",
+            "schedule": crontab(minute=41, hour=3),
+        },
+        "purge-old-notifications": {
+            "task": "hub.tasks.purge_old_notifications",
+            "schedule": crontab(minute=47, hour=3),
+        },
     },
 )
 app.autodiscover_tasks()

@@ -1,7 +1,7 @@
 import django_filters
 from django import forms
 
-from hub.models import AuditEvent
+from hub.models import AuditEvent, Notification
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -27,3 +27,14 @@ class AuditEventPortalFilter(AuditEventFilter):
     until = django_filters.DateFilter(
         field_name="created_at__date", lookup_expr="lte", label="To", widget=forms.DateInput(attrs={"type": "date"})
     )
+
+
+class NotificationFilter(django_filters.FilterSet):
+    unread = django_filters.BooleanFilter(
+        field_name="read_at", lookup_expr="isnull", help_text="`true`: only unread; `false`: only read."
+    )
+    event_type = django_filters.CharFilter()
+
+    class Meta:
+        model = Notification
+        fields = ["unread", "event_type"]

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from hub.choices import Role, TokenScope
+from hub.events import subscribable_event_types
 from hub.roles import Action, role_allows
 
 
@@ -51,3 +52,22 @@ class APITokenForm(forms.Form):
         max_value=3650,
         help_text="Leave empty for no expiry.",
     )
+
+
+class WebhookForm(forms.Form):
+    url = forms.CharField(
+        label="Endpoint URL",
+        max_length=500,
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/interconnect"}),
+        help_text="Receives a signed JSON POST for each event.",
+    )
+    description = forms.CharField(max_length=200, required=False)
+    event_types = forms.MultipleChoiceField(label="Events", widget=forms.CheckboxSelectMultiple)
+    is_active = forms.BooleanField(label="Active", required=False, initial=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Read the registry per form: higher apps register their event types at start-up.
+        self.fields["event_types"].choices = [
+            (name, f"{name}: {text}") for name, text in subscribable_event_types().items()
+        ]

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from hub.choices import IdempotencyState, OrganizationKind, Role
+from hub.choices import DeliveryStatus, IdempotencyState, OrganizationKind, Role
 
 
 class TimeStampedModel(models.Model):
@@ -255,3 +255,87 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
+
+
+class Webhook(OrgOwnedModel):
+    """An endpoint the organization registered to receive signed events of the types it chose.
+
+    The secret signs every delivery, so it is stored (not hashed); it is shown only when the
+    webhook is created or the secret rotated, and never again.
+    """
+
+    url = models.CharField("URL", max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    event_types = models.JSONField(default=list)
+    secret = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+
+class WebhookDelivery(OrgOwnedModel):
+    """One event sent (or being sent) to one webhook: the delivery log and the retry state."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    response_excerpt = models.CharField(max_length=1000, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["webhook", "event_id"], name="webhook_delivery_one_per_event"),
+            models.CheckConstraint(condition=Q(status__in=DeliveryStatus.values), name="webhook_delivery_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["webhook", "-created_at"], name="webhook_delivery_log"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status=DeliveryStatus.PENDING),
+                name="webhook_delivery_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} to {self.webhook_id} ({self.get_status_display()})"
+
+
+class Notification(OrgOwnedModel):
+    """An in-app notification for one member; ``read_at`` is that member's read marker."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    event_id = models.UUIDField(null=True, blank=True)
+    event_type = models.CharField(max_length=64)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "user", "-created_at"], name="notification_inbox"),
+            models.Index(
+                fields=["organization", "user"], condition=Q(read_at__isnull=True), name="notification_unread"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_at is not None

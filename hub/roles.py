@@ -19,6 +19,7 @@ class Action(StrEnum):
     TOKENS_USE = "tokens.use"
     TOKENS_MANAGE = "tokens.manage"
     AUDIT_VIEW = "audit.view"
+    WEBHOOKS_MANAGE = "webhooks.manage"
     FABRIC_VIEW = "fabric.view"
     FABRIC_MANAGE = "fabric.manage"
     MARKETPLACE_VIEW = "marketplace.view"

@@ -1,7 +1,7 @@
 from django.db.models import Count, QuerySet
 
 from hub.choices import Role
-from hub.models import APIToken, AuditEvent, Membership, Organization, User
+from hub.models import APIToken, AuditEvent, Membership, Notification, Organization, User, Webhook, WebhookDelivery
 
 
 def membership_for(user: User, org_id: int | None) -> Membership | None:
@@ -43,3 +43,21 @@ def organization_overview(*, org: Organization) -> dict:
         "active_tokens": APIToken.objects.for_org(org).filter(revoked_at__isnull=True).count(),
         "recent_events": list(audit_events(org=org)[:8]),
     }
+
+
+def webhook_list(*, org: Organization) -> QuerySet[Webhook]:
+    return Webhook.objects.for_org(org).select_related("created_by")
+
+
+def webhook_deliveries(*, webhook: Webhook) -> QuerySet[WebhookDelivery]:
+    """The delivery log of one webhook, newest first."""
+    return WebhookDelivery.objects.for_org(webhook.organization).filter(webhook=webhook).order_by("-created_at", "-id")
+
+
+def notification_list(*, org: Organization, user: User) -> QuerySet[Notification]:
+    """The member's own notifications in ``org``, newest first."""
+    return Notification.objects.for_org(org).filter(user=user).order_by("-created_at", "-id")
+
+
+def notification_unread_count(*, org: Organization, user: User) -> int:
+    return notification_list(org=org, user=user).filter(read_at__isnull=True).count()

@@ -14,10 +14,20 @@ from django.db.models import Model
 from django.utils import timezone
 from django.utils.text import slugify
 
-from hub import context
-from hub.choices import OrganizationKind, Role, TokenScope
+from hub import context, events, webhooks
+from hub.choices import DeliveryStatus, OrganizationKind, Role, TokenScope
 from hub.errors import Conflict, DomainError, NotFound, PermissionDenied
-from hub.models import APIToken, AuditEvent, Invitation, Membership, Organization, User
+from hub.models import (
+    APIToken,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Notification,
+    Organization,
+    User,
+    Webhook,
+    WebhookDelivery,
+)
 from hub.roles import Action, role_allows
 
 TOKEN_PREFIX = "ihub"  # noqa: S105 - a public marker, not a secret
@@ -356,3 +366,223 @@ def api_token_authenticate(secret: str) -> tuple[APIToken | None, str]:
 
 def _record_misuse(token: APIToken, action: str) -> None:
     audit_record(org=token.organization, actor=token.user, action=action, target=token)
+
+
+# --- Webhooks --------------------------------------------------------------------------------
+WEBHOOK_SECRET_PREFIX = "whsec"  # noqa: S105 - a public marker, not a secret
+MAX_WEBHOOKS_PER_ORG = 20
+
+
+def _new_webhook_secret() -> str:
+    return f"{WEBHOOK_SECRET_PREFIX}_{secrets.token_urlsafe(32)}"
+
+
+def _clean_webhook_url(url: str) -> str:
+    url = (url or "").strip()
+    problem = webhooks.url_problem(url)
+    if problem:
+        raise DomainError(problem, field="url")
+    return url
+
+
+def _clean_event_types(event_types: Iterable[str]) -> list[str]:
+    cleaned = sorted({name.strip() for name in event_types if name and name.strip()})
+    allowed = events.subscribable_event_types()
+    unknown = [name for name in cleaned if name not in allowed]
+    if unknown:
+        raise DomainError(
+            f"Unknown event type(s): {', '.join(unknown)}. Choose from {', '.join(allowed)}.", field="event_types"
+        )
+    if not cleaned:
+        raise DomainError("Choose at least one event type.", field="event_types")
+    return cleaned
+
+
+def _clean_description(description: str) -> str:
+    description = (description or "").strip()
+    if len(description) > 200:
+        raise DomainError("Keep the description under 200 characters.", field="description")
+    return description
+
+
+def _webhook_snapshot(webhook: Webhook) -> dict:
+    return {
+        "url": webhook.url,
+        "description": webhook.description,
+        "event_types": list(webhook.event_types),
+        "is_active": webhook.is_active,
+    }
+
+
+@transaction.atomic
+def webhook_create(
+    *, membership: Membership, url: str, event_types: Iterable[str], description: str = "", is_active: bool = True
+) -> tuple[Webhook, str]:
+    """Register an endpoint for the organization. Returns the webhook and its signing secret,
+    which the caller shows once: it is never returned again (rotate it if it is lost)."""
+    require_action(membership, Action.WEBHOOKS_MANAGE)
+    org = membership.organization
+    webhook = Webhook(
+        organization=org,
+        url=_clean_webhook_url(url),
+        description=_clean_description(description),
+        event_types=_clean_event_types(event_types),
+        is_active=is_active,
+        secret=_new_webhook_secret(),
+        created_by=membership.user,
+    )
+    # Lock the organization row so concurrent creates cannot pass the limit together.
+    Organization.objects.select_for_update().filter(pk=org.pk).first()
+    if Webhook.objects.for_org(org).count() >= MAX_WEBHOOKS_PER_ORG:
+        raise Conflict(f"An organization can have at most {MAX_WEBHOOKS_PER_ORG} webhooks.", code="webhook_limit")
+    webhook.save()
+    audit_record(
+        org=org, actor=membership.user, action="webhook.create", target=webhook, after=_webhook_snapshot(webhook)
+    )
+    return webhook, webhook.secret
+
+
+@transaction.atomic
+def webhook_update(
+    *,
+    membership: Membership,
+    webhook: Webhook,
+    url: str | None = None,
+    description: str | None = None,
+    event_types: Iterable[str] | None = None,
+    is_active: bool | None = None,
+) -> Webhook:
+    """Change what is given (None leaves a field as it is); the secret stays."""
+    require_action(membership, Action.WEBHOOKS_MANAGE)
+    webhook = Webhook.objects.select_for_update().get(pk=webhook.pk)
+    before = _webhook_snapshot(webhook)
+    if url is not None:
+        webhook.url = _clean_webhook_url(url)
+    if description is not None:
+        webhook.description = _clean_description(description)
+    if event_types is not None:
+        webhook.event_types = _clean_event_types(event_types)
+    if is_active is not None:
+        webhook.is_active = is_active
+    after = _webhook_snapshot(webhook)
+    if after != before:
+        webhook.save()
+        changed = [key for key in after if after[key] != before[key]]
+        audit_record(
+            org=webhook.organization,
+            actor=membership.user,
+            action="webhook.update",
+            target=webhook,
+            before={key: before[key] for key in changed},
+            after={key: after[key] for key in changed},
+        )
+    return webhook
+
+
+@transaction.atomic
+def webhook_delete(*, membership: Membership, webhook: Webhook) -> None:
+    """Delete the webhook and its delivery log; deliveries still queued are dropped."""
+    require_action(membership, Action.WEBHOOKS_MANAGE)
+    audit_record(
+        org=webhook.organization,
+        actor=membership.user,
+        action="webhook.delete",
+        target=webhook,
+        before=_webhook_snapshot(webhook),
+    )
+    webhook.delete()
+
+
+@transaction.atomic
+def webhook_rotate_secret(*, membership: Membership, webhook: Webhook) -> tuple[Webhook, str]:
+    """Replace the signing secret at once; every later attempt (retries too) is signed with the new one."""
+    require_action(membership, Action.WEBHOOKS_MANAGE)
+    webhook = Webhook.objects.select_for_update().get(pk=webhook.pk)
+    webhook.secret = _new_webhook_secret()
+    webhook.save(update_fields=["secret", "updated_at"])
+    audit_record(org=webhook.organization, actor=membership.user, action="webhook.rotate_secret", target=webhook)
+    return webhook, webhook.secret
+
+
+@transaction.atomic
+def webhook_send_test(*, membership: Membership, webhook: Webhook) -> WebhookDelivery:
+    """Send a ``webhook.test`` event to this webhook only (no notification, no other webhook)."""
+    require_action(membership, Action.WEBHOOKS_MANAGE)
+    if not webhook.is_active:
+        raise Conflict("The webhook is disabled. Enable it to send a test event.", code="webhook_disabled")
+    envelope = events.build_envelope(
+        org=webhook.organization,
+        event_type=events.TEST_EVENT,
+        payload={
+            "message": "A test event from Interconnect Hub. Your endpoint received and verified it.",
+            "webhook": str(webhook.public_id),
+            "sent_by": membership.user.email,
+        },
+    )
+    [delivery] = events.queue_deliveries(webhooks=[webhook], envelope=envelope)
+    audit_record(
+        org=webhook.organization,
+        actor=membership.user,
+        action="webhook.test",
+        target=webhook,
+        after={"delivery": str(delivery.public_id)},
+    )
+    return delivery
+
+
+@transaction.atomic
+def webhook_redeliver(*, membership: Membership, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a failed delivery again, with the same event id and payload and a fresh set of attempts."""
+    from hub.tasks import webhook_deliver
+
+    require_action(membership, Action.WEBHOOKS_MANAGE)
+    delivery = WebhookDelivery.objects.select_for_update(of=("self",)).select_related("webhook").get(pk=delivery.pk)
+    if delivery.status != DeliveryStatus.FAILED:
+        raise Conflict("Only failed deliveries can be redelivered.", code="delivery_not_failed")
+    if not delivery.webhook.is_active:
+        raise Conflict("The webhook is disabled. Enable it to redeliver.", code="webhook_disabled")
+    before = {"status": delivery.status, "attempts": delivery.attempts, "last_error": delivery.last_error}
+    delivery.status, delivery.attempts, delivery.next_attempt_at = DeliveryStatus.PENDING, 0, timezone.now()
+    delivery.last_status_code, delivery.last_error, delivery.response_excerpt = None, "", ""
+    delivery.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "response_excerpt",
+            "updated_at",
+        ]
+    )
+    audit_record(
+        org=delivery.organization,
+        actor=membership.user,
+        action="webhook.redeliver",
+        target=delivery,
+        before=before,
+        after={"status": delivery.status, "event_id": str(delivery.event_id)},
+    )
+    transaction.on_commit(lambda: webhook_deliver.delay(delivery.pk), robust=True)
+    return delivery
+
+
+# --- Notifications ---------------------------------------------------------------------------
+# Read markers are a member's own view state, not a change to the organization: not audited.
+def notification_mark_read(*, membership: Membership, notification: Notification) -> Notification:
+    """Mark one of the member's own notifications read (again is harmless)."""
+    if notification.user_id != membership.user_id or notification.organization_id != membership.organization_id:
+        raise NotFound("No such notification.")
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=notification.read_at)
+    return notification
+
+
+def notification_mark_all_read(*, membership: Membership) -> int:
+    """Mark all of the member's unread notifications in the organization read; returns how many."""
+    return (
+        Notification.objects.for_org(membership.organization)
+        .filter(user=membership.user, read_at__isnull=True)
+        .update(read_at=timezone.now())
+    )

@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
         "WorkflowStatusEnum": "fabric.choices.WorkflowStatus",
         "RoleEnum": "hub.choices.Role",
         "OrganizationKindEnum": "hub.choices.OrganizationKind",
+        "DeliveryStatusEnum": "hub.choices.DeliveryStatus",
     },
 }
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
@@ -283,6 +284,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
+
+# --- Webhooks and notifications ---------------------------------------------------------------
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
+WEBHOOK_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0)
+WEBHOOK_STALL_SECONDS = env.int("WEBHOOK_STALL_SECONDS", default=300)
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+NOTIFICATION_MAX_RECIPIENTS = env.int("NOTIFICATION_MAX_RECIPIENTS", default=500)
+NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=90)
 
 # --- Extension points -------------------------------------------------------------------------
 HUB_DASHBOARD_TILES = ["fabric.dashboard.metros_tile"]

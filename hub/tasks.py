@@ -10,7 +10,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from hub.models import IdempotencyRecord, Invitation
+from hub import webhooks
+from hub.choices import DeliveryStatus
+from hub.models import IdempotencyRecord, Invitation, Notification, WebhookDelivery
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=600, max_retries=8)
@@ -52,4 +54,39 @@ def purge_expired_invitations() -> int:
     """Unanswered invitations are kept 30 days past expiry for the members page, then dropped."""
     cutoff = timezone.now() - timedelta(days=30)
     deleted, _ = Invitation.objects.filter(accepted_at__isnull=True, expires_at__lt=cutoff).delete()
+    return deleted
+
+
+@shared_task
+def purge_old_notifications() -> int:
+    """Notifications are kept ``NOTIFICATION_RETENTION_DAYS``, read or not."""
+    cutoff = timezone.now() - timedelta(days=settings.NOTIFICATION_RETENTION_DAYS)
+    deleted, _ = Notification.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+# --- Webhooks (routed to the "webhooks" queue by name) ----------------------------------------
+@shared_task
+def webhook_deliver(delivery_id: int, after_attempt: int | None = None) -> None:
+    """Attempt one webhook delivery; a failed attempt schedules the next one after a backoff."""
+    retry = webhooks.delivery_attempt(delivery_id, after_attempt=after_attempt)
+    if retry is not None:
+        webhook_deliver.apply_async((delivery_id,), {"after_attempt": retry.after_attempt}, countdown=retry.countdown)
+
+
+@shared_task
+def webhook_sweep() -> int:
+    """Re-enqueue pending deliveries whose message was lost (broker down, worker killed).
+    Safe to run twice: an attempt already claimed or scheduled is skipped by the task."""
+    ids = webhooks.stalled_delivery_ids()
+    for delivery_id in ids:
+        webhook_deliver.delay(delivery_id)
+    return len(ids)
+
+
+@shared_task
+def webhook_purge_deliveries() -> int:
+    """Finished deliveries are kept in the log ``WEBHOOK_DELIVERY_RETENTION_DAYS``."""
+    cutoff = timezone.now() - timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    deleted, _ = WebhookDelivery.objects.filter(created_at__lt=cutoff).exclude(status=DeliveryStatus.PENDING).delete()
     return deleted

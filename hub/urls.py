@@ -24,6 +24,31 @@ account_patterns = [
     path("password/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
 
+webhook_patterns = (
+    [
+        path("", views.WebhookListView.as_view(), name="list"),
+        path("<uuid:webhook_id>/", views.WebhookDetailView.as_view(), name="detail"),
+        path("<uuid:webhook_id>/rotate-secret/", views.WebhookRotateSecretView.as_view(), name="rotate-secret"),
+        path("<uuid:webhook_id>/delete/", views.WebhookDeleteView.as_view(), name="delete"),
+        path("<uuid:webhook_id>/test/", views.WebhookTestView.as_view(), name="test"),
+        path(
+            "<uuid:webhook_id>/deliveries/<uuid:delivery_id>/redeliver/",
+            views.WebhookRedeliverView.as_view(),
+            name="redeliver",
+        ),
+    ],
+    "webhooks",
+)
+
+notification_patterns = (
+    [
+        path("", views.NotificationListView.as_view(), name="list"),
+        path("<uuid:notification_id>/read/", views.NotificationReadView.as_view(), name="read"),
+        path("read-all/", views.NotificationReadAllView.as_view(), name="read-all"),
+    ],
+    "notifications",
+)
+
 settings_patterns = [
     path("", views.SettingsView.as_view(), name="settings"),
     path("members/", views.MembersView.as_view(), name="members"),
@@ -34,6 +59,7 @@ settings_patterns = [
     path("tokens/<uuid:token_id>/revoke/", views.TokenRevokeView.as_view(), name="token-revoke"),
     path("audit/", views.AuditLogView.as_view(), name="audit-log"),
     path("audit/export.csv", views.AuditExportView.as_view(), name="audit-export"),
+    path("webhooks/", include(webhook_patterns)),
 ]
 
 api_v1_patterns = [
@@ -49,6 +75,7 @@ urlpatterns = [
     path("orgs/switch/", views.OrganizationSwitchView.as_view(), name="org-switch"),
     path("invitations/<str:token>/", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("settings/", include(settings_patterns)),
+    path("notifications/", include(notification_patterns)),
     path("fabric/", include("fabric.urls")),
     path("api/v1/", include(api_v1_patterns)),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),

@@ -1,8 +1,10 @@
-"""Portal pages of the hub: account, organizations, members, API tokens, audit log, health."""
+"""Portal pages of the hub: account, organizations, members, API tokens, webhooks, notifications,
+audit log, health."""
 
 import csv
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -19,12 +21,14 @@ from django.views.decorators.http import require_GET
 
 from hub import selectors, services
 from hub.api.errors import json_error_response
+from hub.choices import DeliveryStatus
 from hub.dashboard import dashboard_tiles
 from hub.errors import DomainError
+from hub.events import subscribable_event_types
 from hub.filters import AuditEventPortalFilter
-from hub.forms import APITokenForm, InvitationForm, OrganizationForm, RoleForm, SignupForm
+from hub.forms import APITokenForm, InvitationForm, OrganizationForm, RoleForm, SignupForm, WebhookForm
 from hub.middleware import SESSION_ORG_KEY
-from hub.models import Invitation, Membership
+from hub.models import Invitation, Membership, Webhook, WebhookDelivery
 from hub.roles import Action, role_allows
 
 
@@ -316,6 +320,178 @@ class TokenRevokeView(OrgView):
         except DomainError as exc:
             messages.error(request, exc.message)
         return redirect("tokens")
+
+
+# --- Webhooks --------------------------------------------------------------------------------
+def _form_error(form, exc: DomainError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+def _no_store(response):
+    response["Cache-Control"] = "no-store"  # the page carries a secret shown once
+    return response
+
+
+class WebhookListView(OrgView):
+    required_action = Action.WEBHOOKS_MANAGE
+    template_name = "hub/webhooks.html"
+
+    def context(self, request, form=None, created=None, secret=None):
+        return {
+            "webhooks": selectors.webhook_list(org=request.org),
+            "form": form or WebhookForm(),
+            "created": created,
+            "secret": secret,
+            "timeout": settings.WEBHOOK_TIMEOUT_SECONDS,
+        }
+
+    def get(self, request):
+        return render(request, self.template_name, self.context(request))
+
+    def post(self, request):
+        form = WebhookForm(request.POST)
+        if form.is_valid():
+            try:
+                webhook, secret = services.webhook_create(membership=request.membership, **form.cleaned_data)
+            except DomainError as exc:
+                _form_error(form, exc)
+            else:
+                # Rendered, not redirected: the secret exists only in this response.
+                return _no_store(
+                    render(request, self.template_name, self.context(request, created=webhook, secret=secret))
+                )
+        return render(request, self.template_name, self.context(request, form=form), status=400)
+
+
+WEBHOOK_LOG_SIZE = 50
+
+
+def _webhook_page(request, webhook: Webhook, *, form=None, secret=None, status=200):
+    """The webhook's page: settings form, actions and the last deliveries. For htmx, the log only."""
+    deliveries = list(selectors.webhook_deliveries(webhook=webhook)[:WEBHOOK_LOG_SIZE])
+    events = subscribable_event_types()
+    initial = {
+        "url": webhook.url,
+        "description": webhook.description,
+        "event_types": webhook.event_types,
+        "is_active": webhook.is_active,
+    }
+    context = {
+        "webhook": webhook,
+        "deliveries": deliveries,
+        "any_pending": any(d.status == DeliveryStatus.PENDING for d in deliveries),
+        "subscribed": [(name, events.get(name, "")) for name in webhook.event_types],
+        "form": form or WebhookForm(initial=initial),
+        "secret": secret,
+        "timeout": settings.WEBHOOK_TIMEOUT_SECONDS,
+    }
+    template = "hub/webhook_detail.html#delivery-log" if request.htmx else "hub/webhook_detail.html"
+    response = render(request, template, context, status=status)
+    return _no_store(response) if secret else response
+
+
+class WebhookDetailView(OrgView):
+    required_action = Action.WEBHOOKS_MANAGE
+
+    def get(self, request, webhook_id):
+        return _webhook_page(request, self.get_org_object(Webhook.objects, public_id=webhook_id))
+
+    def post(self, request, webhook_id):
+        """Save the webhook's settings."""
+        webhook = self.get_org_object(Webhook.objects, public_id=webhook_id)
+        form = WebhookForm(request.POST)
+        if form.is_valid():
+            try:
+                services.webhook_update(membership=request.membership, webhook=webhook, **form.cleaned_data)
+            except DomainError as exc:
+                _form_error(form, exc)
+            else:
+                messages.success(request, "Webhook saved.")
+                return redirect("webhooks:detail", webhook_id=webhook.public_id)
+        return _webhook_page(request, webhook, form=form, status=400)
+
+
+class WebhookRotateSecretView(OrgView):
+    required_action = Action.WEBHOOKS_MANAGE
+
+    def post(self, request, webhook_id):
+        webhook = self.get_org_object(Webhook.objects, public_id=webhook_id)
+        webhook, secret = services.webhook_rotate_secret(membership=request.membership, webhook=webhook)
+        # Rendered, not redirected: the new secret exists only in this response.
+        return _webhook_page(request, webhook, secret=secret)
+
+
+class WebhookDeleteView(OrgView):
+    required_action = Action.WEBHOOKS_MANAGE
+
+    def post(self, request, webhook_id):
+        webhook = self.get_org_object(Webhook.objects, public_id=webhook_id)
+        services.webhook_delete(membership=request.membership, webhook=webhook)
+        messages.success(request, f"Deleted the webhook to {webhook.url}.")
+        return redirect("webhooks:list")
+
+
+class WebhookTestView(OrgView):
+    required_action = Action.WEBHOOKS_MANAGE
+
+    def post(self, request, webhook_id):
+        webhook = self.get_org_object(Webhook.objects, public_id=webhook_id)
+        try:
+            services.webhook_send_test(membership=request.membership, webhook=webhook)
+            messages.success(request, "Test event queued; its delivery appears in the log below.")
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        return redirect("webhooks:detail", webhook_id=webhook.public_id)
+
+
+class WebhookRedeliverView(OrgView):
+    required_action = Action.WEBHOOKS_MANAGE
+
+    def post(self, request, webhook_id, delivery_id):
+        delivery = self.get_org_object(
+            WebhookDelivery.objects.select_related("webhook"), webhook__public_id=webhook_id, public_id=delivery_id
+        )
+        try:
+            services.webhook_redeliver(membership=request.membership, delivery=delivery)
+            messages.success(request, f"Redelivering the {delivery.event_type} event.")
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        return redirect("webhooks:detail", webhook_id=webhook_id)
+
+
+# --- Notifications ---------------------------------------------------------------------------
+class NotificationListView(OrgView):
+    page_size = 50
+
+    def get(self, request):
+        notifications = selectors.notification_list(org=request.org, user=request.user)
+        raw_page = request.GET.get("page", "1")
+        page = max(int(raw_page), 1) if raw_page.isdigit() else 1
+        start = (page - 1) * self.page_size
+        rows = list(notifications[start : start + self.page_size + 1])
+        context = {"notifications": rows[: self.page_size], "page": page, "has_next": len(rows) > self.page_size}
+        return render(request, "hub/notifications.html", context)
+
+
+class NotificationReadView(OrgView):
+    def post(self, request, notification_id):
+        notification = get_object_or_404(
+            selectors.notification_list(org=request.org, user=request.user), public_id=notification_id
+        )
+        services.notification_mark_read(membership=request.membership, notification=notification)
+        if request.htmx:
+            # The row, plus the header's unread count swapped out of band.
+            row = render_to_string("hub/notifications.html#notification-row", {"n": notification}, request=request)
+            count = render_to_string("hub/partials/unread_count.html", {"oob": True}, request=request)
+            return HttpResponse(row + count)
+        return redirect(safe_next(request, reverse("notifications:list")))
+
+
+class NotificationReadAllView(OrgView):
+    def post(self, request):
+        count = services.notification_mark_all_read(membership=request.membership)
+        messages.success(request, f"Marked {count} notification{'s' if count != 1 else ''} read.")
+        return redirect("notifications:list")
 
 
 # --- Audit log -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from hub.choices import TokenScope
-from hub.models import APIToken, AuditEvent, Membership, Organization, User
+from hub.models import APIToken, AuditEvent, Membership, Notification, Organization, User, Webhook, WebhookDelivery
 from hub.roles import ROLE_ACTIONS
 
 
@@ -108,3 +108,88 @@ class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = ["email", "full_name"]
+
+
+_EVENT_TYPES_HELP = (
+    "Event types to receive, e.g. `connection.state_changed`, `port.state_changed`. "
+    "`GET /api/v1/webhooks/event-types/` lists them all."
+)
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "url", "description", "event_types", "is_active", "created_by", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="The signing secret. Shown once: store it now (rotate it if it is lost)."
+    )
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookCreateSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=500, help_text="http(s) URL of your endpoint; https in production.")
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    event_types = serializers.ListField(child=serializers.CharField(max_length=64), help_text=_EVENT_TYPES_HELP)
+    is_active = serializers.BooleanField(required=False, default=True)
+
+
+class WebhookUpdateSerializer(serializers.Serializer):
+    url = serializers.CharField(max_length=500, required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, help_text=_EVENT_TYPES_HELP
+    )
+    is_active = serializers.BooleanField(required=False)
+
+
+class EventTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    webhook = serializers.UUIDField(source="webhook.public_id", read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "webhook",
+            "event_id",
+            "event_type",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "response_excerpt",
+            "created_at",
+            "delivered_at",
+            "payload",
+        ]
+        read_only_fields = fields
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    read = serializers.BooleanField(source="is_read", read_only=True)
+
+    class Meta:
+        model = Notification
+        fields = ["id", "event_type", "event_id", "title", "body", "link", "read", "read_at", "created_at"]
+        read_only_fields = fields
+
+
+class MarkedReadSerializer(serializers.Serializer):
+    marked_read = serializers.IntegerField()

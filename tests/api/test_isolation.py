@@ -15,10 +15,11 @@ from rest_framework.test import APIClient
 from fabric.choices import PortState
 from fabric.models import Connection, Metro, Port
 from fabric.services import connection_request, metros_load
-from hub.choices import OrganizationKind, Role
-from hub.models import APIToken, Invitation, Membership
+from hub.choices import DeliveryStatus, OrganizationKind, Role
+from hub.events import publish
+from hub.models import APIToken, Invitation, Membership, Notification, Webhook, WebhookDelivery
 from hub.roles import ROLE_ORDER, Action, roles_allowed
-from hub.services import api_token_create, audit_record, invitation_token
+from hub.services import api_token_create, audit_record, invitation_token, webhook_create
 from tests.factories import InvitationFactory, MembershipFactory, OrganizationFactory
 
 PORTAL, API, PUBLIC = "portal", "api", "public"
@@ -34,6 +35,9 @@ class World:
     port_a: Port
     connection_a: Connection
     provider_port: Port
+    webhook_a: Webhook | None = None
+    delivery_a: WebhookDelivery | None = None
+    notification_a: Notification | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,22 @@ def _conn(w):
 
 def _r(name, **kwargs):
     return lambda w: reverse(name, kwargs={k: v(w) for k, v in kwargs.items()})
+
+
+def _hook(w):
+    return w.webhook_a.public_id
+
+
+def _delivery(w):
+    return w.delivery_a.public_id
+
+
+def _notification(w):
+    return w.notification_a.public_id
+
+
+def _webhook_data(w):
+    return {"url": "http://127.0.0.1:9/matrix", "event_types": ["port.state_changed"], "description": "matrix"}
 
 
 MATRIX: dict[str, Case] = {
@@ -126,6 +146,42 @@ MATRIX: dict[str, Case] = {
         True,
     ),
     "fabric:incoming-requests": Case(PORTAL, _r("fabric:incoming-requests"), action=Action.FABRIC_VIEW),
+    "webhooks:list": Case(PORTAL, _r("webhooks:list"), action=Action.WEBHOOKS_MANAGE),
+    "webhooks:list [post]": Case(
+        PORTAL,
+        _r("webhooks:list"),
+        "post",
+        Action.WEBHOOKS_MANAGE,
+        data=lambda w: {**_webhook_data(w), "is_active": "on"},
+    ),
+    "webhooks:detail": Case(
+        PORTAL, _r("webhooks:detail", webhook_id=_hook), action=Action.WEBHOOKS_MANAGE, names_object=True
+    ),
+    "webhooks:detail [post]": Case(
+        PORTAL,
+        _r("webhooks:detail", webhook_id=_hook),
+        "post",
+        Action.WEBHOOKS_MANAGE,
+        True,
+        data=lambda w: {**_webhook_data(w), "is_active": "on"},
+    ),
+    "webhooks:rotate-secret": Case(
+        PORTAL, _r("webhooks:rotate-secret", webhook_id=_hook), "post", Action.WEBHOOKS_MANAGE, True
+    ),
+    "webhooks:delete": Case(PORTAL, _r("webhooks:delete", webhook_id=_hook), "post", Action.WEBHOOKS_MANAGE, True),
+    "webhooks:test": Case(PORTAL, _r("webhooks:test", webhook_id=_hook), "post", Action.WEBHOOKS_MANAGE, True),
+    "webhooks:redeliver": Case(
+        PORTAL,
+        _r("webhooks:redeliver", webhook_id=_hook, delivery_id=_delivery),
+        "post",
+        Action.WEBHOOKS_MANAGE,
+        True,
+    ),
+    "notifications:list": Case(PORTAL, _r("notifications:list")),
+    "notifications:read": Case(
+        PORTAL, _r("notifications:read", notification_id=_notification), "post", names_object=True
+    ),
+    "notifications:read-all": Case(PORTAL, _r("notifications:read-all"), "post"),
     "password_change": Case(PORTAL, _r("password_change")),
     "password_change_done": Case(PORTAL, _r("password_change_done")),
     # API
@@ -203,6 +259,39 @@ MATRIX: dict[str, Case] = {
     "connection-workflows": Case(
         API, _r("connection-workflows", public_id=_conn), action=Action.FABRIC_VIEW, names_object=True
     ),
+    "webhook-list": Case(API, _r("webhook-list"), action=Action.WEBHOOKS_MANAGE),
+    "webhook-list [post]": Case(API, _r("webhook-list"), "post", Action.WEBHOOKS_MANAGE, data=_webhook_data),
+    "webhook-event-types": Case(API, _r("webhook-event-types"), action=Action.WEBHOOKS_MANAGE),
+    "webhook-detail": Case(
+        API, _r("webhook-detail", public_id=_hook), action=Action.WEBHOOKS_MANAGE, names_object=True
+    ),
+    "webhook-detail [patch]": Case(
+        API,
+        _r("webhook-detail", public_id=_hook),
+        "patch",
+        Action.WEBHOOKS_MANAGE,
+        True,
+        data=lambda w: {"is_active": False},
+    ),
+    "webhook-detail [delete]": Case(API, _r("webhook-detail", public_id=_hook), "delete", Action.WEBHOOKS_MANAGE, True),
+    "webhook-test": Case(API, _r("webhook-test", public_id=_hook), "post", Action.WEBHOOKS_MANAGE, True),
+    "webhook-rotate-secret": Case(
+        API, _r("webhook-rotate-secret", public_id=_hook), "post", Action.WEBHOOKS_MANAGE, True
+    ),
+    "webhook-deliveries": Case(
+        API, _r("webhook-deliveries", public_id=_hook), action=Action.WEBHOOKS_MANAGE, names_object=True
+    ),
+    "webhook-redeliver": Case(
+        API,
+        _r("webhook-redeliver", public_id=_hook, delivery_id=_delivery),
+        "post",
+        Action.WEBHOOKS_MANAGE,
+        True,
+    ),
+    "notification-list": Case(API, _r("notification-list")),
+    "notification-detail": Case(API, _r("notification-detail", public_id=_notification), names_object=True),
+    "notification-read": Case(API, _r("notification-read", public_id=_notification), "post", names_object=True),
+    "notification-read-all": Case(API, _r("notification-read-all"), "post"),
     # Public: no organization needed
     "login": Case(PUBLIC, _r("login")),
     "logout": Case(PUBLIC, _r("logout"), "post"),
@@ -274,7 +363,30 @@ def world(db, django_capture_on_commit_callbacks):
         connection_a = connection_request(
             membership=owner_a, name="alpha-secret-connection", a_port=port_a, z_port=port_a2, bandwidth_mbps=100
         ).connections[0]
-    return World(owner_a, viewer_a, owner_b, token_a, invitation_a, port_a, connection_a, provider_port)
+    # Created after the fabric callbacks ran: the delivery stays queued and is never sent.
+    webhook_a, _ = webhook_create(
+        membership=owner_a,
+        url="http://127.0.0.1:9/alpha",
+        event_types=["port.state_changed"],
+        description="alpha-secret-webhook",
+    )
+    publish(org=org_a, event_type="port.state_changed", payload={"port": "alpha"}, title="alpha-secret-notification")
+    delivery_a = WebhookDelivery.objects.get(webhook=webhook_a)
+    WebhookDelivery.objects.filter(pk=delivery_a.pk).update(status=DeliveryStatus.FAILED, attempts=6)
+    notification_a = Notification.objects.get(user=owner_a.user, title="alpha-secret-notification")
+    return World(
+        owner_a,
+        viewer_a,
+        owner_b,
+        token_a,
+        invitation_a,
+        port_a,
+        connection_a,
+        provider_port,
+        webhook_a,
+        delivery_a,
+        notification_a,
+    )
 
 
 def _active_port(org, metro, name):
