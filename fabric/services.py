@@ -309,9 +309,13 @@ def connection_request(
     purchase_order: str = "",
     secondary: ConnectionSpec | None = None,
     dry_run: bool = False,
+    z_auto_approve: bool = False,
 ) -> ConnectionPlan:
     """Request a connection (or a PRIMARY + SECONDARY pair). Own-to-own and auto-approving ports
     go straight to provisioning; otherwise the Z-side owner must approve.
+
+    ``z_auto_approve`` is for trusted callers only (never user input): the Z-side owner approved
+    such requests in advance elsewhere, e.g. through a marketplace access point in automatic mode.
 
     With ``dry_run`` nothing is written: the plan says the price, latency, approvals needed and
     every reason it would be refused.
@@ -325,6 +329,7 @@ def connection_request(
                 bandwidth_mbps=bandwidth_mbps,
                 purchase_order=purchase_order,
                 dry_run=dry_run,
+                z_auto_approve=z_auto_approve,
             )
             if dry_run:
                 raise _DryRun(plan)
@@ -333,7 +338,9 @@ def connection_request(
         return rollback.plan
 
 
-def _connection_request(*, membership, name, specs, bandwidth_mbps, purchase_order, dry_run) -> ConnectionPlan:
+def _connection_request(
+    *, membership, name, specs, bandwidth_mbps, purchase_order, dry_run, z_auto_approve=False
+) -> ConnectionPlan:
     require_action(membership, Action.FABRIC_MANAGE)
     org, user = membership.organization, membership.user
     name = name.strip()
@@ -380,7 +387,7 @@ def _connection_request(*, membership, name, specs, bandwidth_mbps, purchase_ord
         )
         plan.quote.lines += quote.lines
         plan.latency.append(latency_leg(spec.a_port.metro, spec.z_port.metro))
-        needs_approval = spec.z_port.organization_id != org.pk and not spec.z_port.auto_approve
+        needs_approval = spec.z_port.organization_id != org.pk and not (spec.z_port.auto_approve or z_auto_approve)
         if needs_approval:
             plan.approvals.append(f"{spec.z_port.organization.name} must approve the connection to {spec.z_port.name}.")
     plan.approvals += [v.message for v in plan.violations if v.severity == Severity.APPROVAL]
@@ -399,6 +406,7 @@ def _connection_request(*, membership, name, specs, bandwidth_mbps, purchase_ord
                     specs=specs,
                     bandwidth_mbps=bandwidth_mbps,
                     purchase_order=purchase_order,
+                    z_auto_approve=z_auto_approve,
                 )
         except Conflict as exc:
             plan.violations.append(Violation(guard="fabric", severity=Severity.BLOCK, message=exc.message))
@@ -411,11 +419,14 @@ def _connection_request(*, membership, name, specs, bandwidth_mbps, purchase_ord
         specs=specs,
         bandwidth_mbps=bandwidth_mbps,
         purchase_order=purchase_order,
+        z_auto_approve=z_auto_approve,
     )
     return plan
 
 
-def _reserve_and_create(plan: ConnectionPlan, *, membership, name, specs, bandwidth_mbps, purchase_order) -> None:
+def _reserve_and_create(
+    plan: ConnectionPlan, *, membership, name, specs, bandwidth_mbps, purchase_order, z_auto_approve=False
+) -> None:
     org, user = membership.organization, membership.user
     locked = _lock_ports([p for spec in specs for p in (spec.a_port, spec.z_port)])
     demand: dict[int, int] = {}
@@ -448,14 +459,14 @@ def _reserve_and_create(plan: ConnectionPlan, *, membership, name, specs, bandwi
             org=org, actor=user, action="connection.request", target=connection, after=_connection_snapshot(connection)
         )
         own = spec.z_port.organization_id == org.pk
-        if own or spec.z_port.auto_approve:
-            _approve(
-                connection,
-                z_port=locked[spec.z_port.pk],
-                z_vlan=None,
-                actor=None,
-                message="Own port: no approval needed." if own else "Approved automatically by the Z-side port.",
-            )
+        if own or spec.z_port.auto_approve or z_auto_approve:
+            if own:
+                message = "Own port: no approval needed."
+            elif spec.z_port.auto_approve:
+                message = "Approved automatically by the Z-side port."
+            else:
+                message = "Approved in advance by the Z side's owner."
+            _approve(connection, z_port=locked[spec.z_port.pk], z_vlan=None, actor=None, message=message)
         plan.connections.append(connection)
 
 

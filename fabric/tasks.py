@@ -1,9 +1,11 @@
 from celery import shared_task
+from django.utils import timezone
 
+from fabric.models import Workflow
 from fabric.workflows import stalled_workflow_ids, workflow_advance
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, ignore_result=True)
 def run_workflow(workflow_id: int, scheduled_retry: bool = False) -> None:
     """Advance a workflow; a transient failure schedules this task again after a backoff."""
     countdown = workflow_advance(workflow_id, scheduled_retry=scheduled_retry)
@@ -16,6 +18,8 @@ def sweep_stalled_workflows() -> int:
     """Re-enqueue workflows whose message was lost or whose worker died. Safe to run twice:
     a workflow already being advanced is skipped by its row lock and step state."""
     ids = stalled_workflow_ids()
+    # One nudge per stall period: work still waiting in a long queue is not sent again every sweep.
+    Workflow.objects.filter(pk__in=ids).update(updated_at=timezone.now())
     for workflow_id in ids:
         run_workflow.delay(workflow_id)
     return len(ids)

@@ -42,7 +42,8 @@ def workflow_start(*, kind: str, port=None, connection=None) -> Workflow:
     WorkflowStep.objects.bulk_create(
         WorkflowStep(workflow=workflow, position=index, name=name) for index, name in enumerate(STEPS[kind], start=1)
     )
-    transaction.on_commit(lambda: run_workflow.delay(workflow.pk))
+    # A broker outage must not fail the request: the workflow is recorded and the sweeper enqueues it.
+    transaction.on_commit(lambda: run_workflow.delay(workflow.pk), robust=True)
     return workflow
 
 
@@ -73,10 +74,15 @@ def workflow_advance(workflow_id: int, *, scheduled_retry: bool = False) -> floa
     the scheduled retry itself (``scheduled_retry``) runs it.
     """
     driver = get_driver()
+    subject = None
+    done_step_id = None  # the step this call just ran, recorded together with the start of the next one
     while True:
         now = timezone.now()
         with transaction.atomic():
             workflow = _lock(workflow_id)
+            if done_step_id is not None:
+                WorkflowStep.objects.filter(pk=done_step_id).update(status=StepStatus.SUCCEEDED, finished_at=now)
+                done_step_id = None
             if workflow is None or workflow.status in FINISHED:
                 return None
             if workflow.next_attempt_at and workflow.next_attempt_at > now and not scheduled_retry:
@@ -92,7 +98,8 @@ def workflow_advance(workflow_id: int, *, scheduled_retry: bool = False) -> floa
             step.save(update_fields=["status", "attempts", "started_at", "error"])
             workflow.status, workflow.next_attempt_at = WorkflowStatus.RUNNING, None
             workflow.save(update_fields=["status", "next_attempt_at", "updated_at"])
-            subject = _subject(workflow)
+            if subject is None:
+                subject = _subject(workflow)
 
         try:
             driver.run(step.name, subject)
@@ -105,10 +112,7 @@ def workflow_advance(workflow_id: int, *, scheduled_retry: bool = False) -> floa
             logger.exception("Unexpected error in workflow %s step %s", workflow_id, step.name)
             return _record_transient(workflow_id, step.pk, f"Unexpected error ({exc.__class__.__name__}).")
 
-        with transaction.atomic():
-            workflow = _lock(workflow_id)
-            WorkflowStep.objects.filter(pk=step.pk).update(status=StepStatus.SUCCEEDED, finished_at=timezone.now())
-            workflow.save(update_fields=["updated_at"])
+        done_step_id = step.pk
 
 
 def _record_transient(workflow_id: int, step_id: int, message: str) -> float | None:

@@ -46,6 +46,10 @@ app.conf.update(
             "task": "fabric.tasks.sweep_stalled_workflows",
             "schedule": 60.0,
         },
+        "send-unsent-invitations": {
+            "task": "hub.tasks.send_unsent_invitations",
+            "schedule": 300.0,
+        },
         "purge-expired-invitations": {
             "task": "hub.tasks.purge_expired_invitations",
             "schedule": crontab(minute=23, hour=3),

@@ -209,7 +209,8 @@ def invitation_create(*, actor_membership: Membership, email: str, role: str) ->
         target=invitation,
         after={"email": email, "role": role},
     )
-    transaction.on_commit(lambda: send_invitation_email.delay(invitation.pk))
+    # Robust: a broker outage leaves the invitation "sending"; the beat task send_unsent_invitations retries.
+    transaction.on_commit(lambda: send_invitation_email.delay(invitation.pk), robust=True)
     return invitation
 
 

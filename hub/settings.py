@@ -257,6 +257,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "hub.choices.Role",
         "OrganizationKindEnum": "hub.choices.OrganizationKind",
         "DeliveryStatusEnum": "hub.choices.DeliveryStatus",
+        "OfferingStatusEnum": "marketplace.choices.OfferingStatus",
     },
 }
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
@@ -273,6 +274,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.2,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # An unacknowledged task (its worker died) is redelivered after this many seconds. It must stay
+    # above the longest retry countdown (fabric 300 s, webhooks WEBHOOK_BACKOFF_MAX_SECONDS), or
+    # delayed tasks would be delivered twice; the sweepers recover sooner in most cases.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or None) or None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
@@ -289,7 +295,7 @@ LOGGING = {
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=10.0)
-WEBHOOK_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0)
+WEBHOOK_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_BACKOFF_MAX_SECONDS", default=600.0)  # below the visibility timeout
 WEBHOOK_STALL_SECONDS = env.int("WEBHOOK_STALL_SECONDS", default=300)
 WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 NOTIFICATION_MAX_RECIPIENTS = env.int("NOTIFICATION_MAX_RECIPIENTS", default=500)

@@ -43,6 +43,24 @@ def send_invitation_email(invitation_id: int) -> bool:
 
 
 @shared_task
+def send_unsent_invitations() -> int:
+    """Enqueue the e-mail of open invitations whose first enqueue was lost (broker outage)."""
+    cutoff = timezone.now() - timedelta(minutes=2)
+    ids = list(
+        Invitation.objects.filter(
+            sent_at__isnull=True,
+            accepted_at__isnull=True,
+            revoked_at__isnull=True,
+            created_at__lt=cutoff,
+            expires_at__gt=timezone.now(),
+        ).values_list("pk", flat=True)[:500]
+    )
+    for invitation_id in ids:
+        send_invitation_email.delay(invitation_id)
+    return len(ids)
+
+
+@shared_task
 def purge_expired_idempotency_keys() -> int:
     cutoff = timezone.now() - settings.IDEMPOTENCY_KEY_TTL
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()

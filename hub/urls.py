@@ -65,6 +65,7 @@ settings_patterns = [
 api_v1_patterns = [
     path("", include("hub.api.urls")),
     path("", include("fabric.api.urls")),
+    path("", include("marketplace.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

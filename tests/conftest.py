@@ -153,17 +153,28 @@ def celery_worker(transactional_db, worker_id):
 
     queue = f"test-{worker_id}-{os.getpid()}"
     saved = {key: app.conf[key] for key in ("task_always_eager", "task_default_queue", "task_routes", "task_queues")}
+
+    def forget_cached_queues():
+        # Celery caches its queue list when the first task is sent; make it read ours (and back).
+        app.amqp.__dict__.pop("queues", None)
+        app.amqp.__dict__.pop("default_queue", None)
+
     app.conf.update(
         task_always_eager=False,
         task_default_queue=queue,
         task_routes={"*": {"queue": queue}},
         task_queues=[Queue(queue)],
     )
+    forget_cached_queues()
     try:
         with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=10) as worker:
             yield worker
     finally:
         app.conf.update(saved)
+        forget_cached_queues()
+        if str(app.conf.broker_url).startswith("redis://"):
+            with app.connection_for_write() as conn:
+                conn.default_channel.queue_delete(queue)
 
 
 def wait_for(predicate, timeout=20.0, interval=0.1):

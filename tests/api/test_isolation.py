@@ -20,6 +20,8 @@ from hub.events import publish
 from hub.models import APIToken, Invitation, Membership, Notification, Webhook, WebhookDelivery
 from hub.roles import ROLE_ORDER, Action, roles_allowed
 from hub.services import api_token_create, audit_record, invitation_token, webhook_create
+from marketplace import services as market
+from marketplace.models import AccessPoint, Offering, Order
 from tests.factories import InvitationFactory, MembershipFactory, OrganizationFactory
 
 PORTAL, API, PUBLIC = "portal", "api", "public"
@@ -38,6 +40,10 @@ class World:
     webhook_a: Webhook | None = None
     delivery_a: WebhookDelivery | None = None
     notification_a: Notification | None = None
+    offering_draft: Offering | None = None  # the provider's: no other organization may see or change it
+    offering_published: Offering | None = None
+    access_point: AccessPoint | None = None
+    order_a: Order | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,21 @@ def _delivery(w):
 
 def _notification(w):
     return w.notification_a.public_id
+
+
+def _draft(w):
+    return w.offering_draft.public_id
+
+
+def _offering_data(w):
+    return {
+        "provider": "provider",
+        "category": "GPU_CLOUD",
+        "name": "matrix offering",
+        "price_amount": "1.00",
+        "price_unit": "HOUR",
+        "attributes": {"accelerator": "H100", "gpu_count": 1, "gpu_memory_gb": 80},
+    }
 
 
 def _webhook_data(w):
@@ -259,6 +280,57 @@ MATRIX: dict[str, Case] = {
     "connection-workflows": Case(
         API, _r("connection-workflows", public_id=_conn), action=Action.FABRIC_VIEW, names_object=True
     ),
+    "provider-list": Case(API, _r("provider-list"), action=Action.MARKETPLACE_VIEW),
+    "provider-detail": Case(API, _r("provider-detail", slug=lambda w: "provider"), action=Action.MARKETPLACE_VIEW),
+    "offering-list": Case(API, _r("offering-list"), action=Action.MARKETPLACE_VIEW),
+    "offering-list [post]": Case(
+        API, _r("offering-list"), "post", Action.PROVIDER_MANAGE, True, data=_offering_data
+    ),  # names the provider's profile
+    "offering-facets": Case(API, _r("offering-facets"), action=Action.MARKETPLACE_VIEW),
+    "offering-detail": Case(
+        API, _r("offering-detail", public_id=_draft), action=Action.MARKETPLACE_VIEW, names_object=True
+    ),
+    "offering-detail [patch]": Case(
+        API,
+        _r("offering-detail", public_id=_draft),
+        "patch",
+        Action.PROVIDER_MANAGE,
+        True,
+        data=lambda w: {"name": "hijacked"},
+    ),
+    "offering-publish": Case(API, _r("offering-publish", public_id=_draft), "post", Action.PROVIDER_MANAGE, True),
+    "offering-retire": Case(API, _r("offering-retire", public_id=_draft), "post", Action.PROVIDER_MANAGE, True),
+    "offering-access-points": Case(
+        API, _r("offering-access-points", public_id=_draft), action=Action.MARKETPLACE_VIEW, names_object=True
+    ),
+    "offering-access-points [post]": Case(
+        API,
+        _r("offering-access-points", public_id=_draft),
+        "post",
+        Action.PROVIDER_MANAGE,
+        True,
+        data=lambda w: {"port": str(w.provider_port.public_id), "allowed_bandwidths_mbps": [100]},
+    ),
+    "order-list": Case(API, _r("order-list"), action=Action.MARKETPLACE_VIEW),
+    "order-list [post]": Case(
+        API,
+        _r("order-list"),
+        "post",
+        Action.MARKETPLACE_ORDER,
+        data=lambda w: {
+            "offering": str(w.offering_published.public_id),
+            "access_point": str(w.access_point.public_id),
+            "a_port": str(w.port_a.public_id),
+            "bandwidth_mbps": 1000,
+        },
+        names_object=True,  # it names org A's port
+    ),
+    "order-detail": Case(
+        API,
+        _r("order-detail", public_id=lambda w: w.order_a.public_id),
+        action=Action.MARKETPLACE_VIEW,
+        names_object=True,
+    ),
     "webhook-list": Case(API, _r("webhook-list"), action=Action.WEBHOOKS_MANAGE),
     "webhook-list [post]": Case(API, _r("webhook-list"), "post", Action.WEBHOOKS_MANAGE, data=_webhook_data),
     "webhook-event-types": Case(API, _r("webhook-event-types"), action=Action.WEBHOOKS_MANAGE),
@@ -374,6 +446,7 @@ def world(db, django_capture_on_commit_callbacks):
     delivery_a = WebhookDelivery.objects.get(webhook=webhook_a)
     WebhookDelivery.objects.filter(pk=delivery_a.pk).update(status=DeliveryStatus.FAILED, attempts=6)
     notification_a = Notification.objects.get(user=owner_a.user, title="alpha-secret-notification")
+    offering_draft, offering_published, access_point, order_a = _marketplace(owner_a, port_a, provider, provider_port)
     return World(
         owner_a,
         viewer_a,
@@ -386,7 +459,34 @@ def world(db, django_capture_on_commit_callbacks):
         webhook_a,
         delivery_a,
         notification_a,
+        offering_draft,
+        offering_published,
+        access_point,
+        order_a,
     )
+
+
+def _marketplace(owner_a, port_a, provider, provider_port):
+    """A provider profile with a draft and a published offering, and an order of org A."""
+    seller = MembershipFactory(organization=provider, role=Role.OWNER)
+    market.provider_profile_upsert(membership=seller, name="Provider", slug="provider")
+    listing = {"category": "GPU_CLOUD", "price_amount": "2", "price_unit": "HOUR"}
+    gpu = {"accelerator": "H100", "gpu_count": 1, "gpu_memory_gb": 80}
+    draft = market.offering_create(membership=seller, name="Draft GPU", attributes=gpu, **listing)
+    market.access_point_create(membership=seller, offering=draft, port=provider_port, allowed_bandwidths_mbps=[100])
+    published = market.offering_create(membership=seller, name="Listed GPU", attributes=gpu, **listing)
+    access_point = market.access_point_create(
+        membership=seller, offering=published, port=provider_port, allowed_bandwidths_mbps=[100, 1000]
+    )
+    published = market.offering_publish(membership=seller, offering=published)
+    order = market.order_create(
+        membership=owner_a,
+        offering=published,
+        access_point=access_point,
+        a_port=port_a,
+        bandwidth_mbps=100,
+    ).order
+    return draft, published, access_point, order
 
 
 def _active_port(org, metro, name):

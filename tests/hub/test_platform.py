@@ -106,3 +106,11 @@ def test_pages_send_a_strict_csp_and_load_no_third_party_assets(owner, logged_in
     body = response.content.decode()
     assert "https://" not in body.replace("https://evil", "")  # no CDN links anywhere
     assert "/static/django_htmx/htmx-2" in body
+
+
+def test_the_openapi_schema_generates_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert "/api/v1/connections/{public_id}/approve/" in out.read_text()

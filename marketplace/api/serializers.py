@@ -1,0 +1,190 @@
+from rest_framework import serializers
+
+from fabric.api.serializers import ConnectionSerializer
+from marketplace.choices import ApprovalMode, Category, OfferingStatus, PriceUnit
+from marketplace.models import AccessPoint, Offering, Order, ProviderProfile
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    published_offerings = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ProviderProfile
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "website",
+            "verified",
+            "certifications",
+            "hq_country",
+            "published_offerings",
+        ]
+        read_only_fields = fields
+
+
+class ProviderRefSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    verified = serializers.BooleanField()
+
+
+class AccessPointSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    port = serializers.UUIDField(source="port.public_id", read_only=True)
+    metro = serializers.CharField(source="port.metro.code", read_only=True)
+    metro_name = serializers.CharField(source="port.metro.name", read_only=True)
+
+    class Meta:
+        model = AccessPoint
+        fields = ["id", "port", "metro", "metro_name", "allowed_bandwidths_mbps", "approval_mode"]
+        read_only_fields = fields
+
+
+class AccessPointCreateSerializer(serializers.Serializer):
+    port = serializers.UUIDField(help_text="One of your organization's active ports.")
+    allowed_bandwidths_mbps = serializers.ListField(child=serializers.IntegerField(), allow_empty=False)
+    approval_mode = serializers.ChoiceField(choices=ApprovalMode.choices, default=ApprovalMode.MANUAL)
+
+
+class OfferingSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    provider = ProviderRefSerializer(read_only=True)
+    status = serializers.ChoiceField(choices=OfferingStatus.choices, read_only=True)
+    price_amount = serializers.DecimalField(max_digits=12, decimal_places=4, read_only=True)
+
+    class Meta:
+        model = Offering
+        fields = [
+            "id",
+            "provider",
+            "category",
+            "name",
+            "slug",
+            "summary",
+            "description",
+            "status",
+            "price_amount",
+            "price_unit",
+            "currency",
+            "tags",
+            "compliance",
+            "attributes",
+            "published_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class OfferingDetailSerializer(OfferingSerializer):
+    access_points = AccessPointSerializer(many=True, read_only=True)
+
+    class Meta(OfferingSerializer.Meta):
+        fields = [*OfferingSerializer.Meta.fields, "access_points"]
+
+
+class _OfferingFields(serializers.Serializer):
+    """Shapes only; the services validate values (attributes per category, price >= 0, ...)."""
+
+    name = serializers.CharField(max_length=150)
+    slug = serializers.CharField(max_length=120, required=False, allow_blank=True)
+    summary = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    price_amount = serializers.DecimalField(max_digits=12, decimal_places=4)
+    price_unit = serializers.ChoiceField(choices=PriceUnit.choices)
+    currency = serializers.CharField(max_length=3, required=False)
+    tags = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
+    compliance = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
+    attributes = serializers.JSONField(required=False, help_text="Category-specific; see the category's schema.")
+
+
+class OfferingCreateSerializer(_OfferingFields):
+    category = serializers.ChoiceField(choices=Category.choices)
+    provider = serializers.SlugField(
+        required=False, help_text="Your provider profile's slug (optional: it is your organization's)."
+    )
+
+
+class OfferingUpdateSerializer(_OfferingFields):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+
+
+class OfferingQuerySerializer(serializers.Serializer):
+    category = serializers.ChoiceField(choices=Category.choices, required=False)
+    provider = serializers.SlugField(required=False)
+    status = serializers.ChoiceField(choices=OfferingStatus.choices, required=False)
+    metro = serializers.CharField(max_length=4, required=False)
+    accelerator = serializers.CharField(max_length=40, required=False)
+    min_gpu_count = serializers.IntegerField(min_value=1, required=False)
+    q = serializers.CharField(max_length=200, required=False)
+
+
+class FacetValueSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    label = serializers.CharField(required=False)
+    count = serializers.IntegerField()
+
+
+class FacetsSerializer(serializers.Serializer):
+    category = FacetValueSerializer(many=True)
+    provider = FacetValueSerializer(many=True)
+    accelerator = FacetValueSerializer(many=True)
+    metro = FacetValueSerializer(many=True)
+
+
+class OrderConnectionSerializer(ConnectionSerializer):
+    class Meta(ConnectionSerializer.Meta):
+        fields = ["id", "name", "state", "pending_on", "bandwidth_mbps", "a_port", "z_port", "status_reason"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    offering = serializers.UUIDField(source="offering.public_id", read_only=True)
+    offering_name = serializers.CharField(source="offering.name", read_only=True)
+    provider = serializers.CharField(source="offering.provider.slug", read_only=True)
+    access_point = AccessPointSerializer(read_only=True)
+    connection = OrderConnectionSerializer(read_only=True)
+    status = serializers.CharField(read_only=True, help_text="Follows the connection's state.")
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "offering",
+            "offering_name",
+            "provider",
+            "access_point",
+            "connection",
+            "status",
+            "quoted_monthly_price",
+            "currency",
+            "quote",
+            "purchase_order",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    offering = serializers.UUIDField()
+    access_point = serializers.UUIDField()
+    a_port = serializers.UUIDField(help_text="Your port the connection starts from.")
+    bandwidth_mbps = serializers.IntegerField(min_value=1)
+    purchase_order = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    dry_run = serializers.BooleanField(default=False)
+
+
+class OrderResultSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    allowed = serializers.BooleanField()
+    quote = serializers.JSONField()
+    latency = serializers.JSONField()
+    approvals = serializers.ListField(child=serializers.CharField())
+    violations = serializers.JSONField()
+    order = OrderSerializer(allow_null=True)

@@ -1,0 +1,10 @@
+from rest_framework.routers import SimpleRouter
+
+from marketplace.api import views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("providers", views.ProviderViewSet, basename="provider")
+router.register("offerings", views.OfferingViewSet, basename="offering")
+router.register("orders", views.OrderViewSet, basename="order")
+
+urlpatterns = router.urls
