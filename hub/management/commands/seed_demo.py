@@ -1,3 +1,4 @@
+from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -5,6 +6,7 @@ from fabric.demo import seed_fabric_demo
 from fabric.services import metros_load
 from hub.choices import OrganizationKind, Role
 from hub.models import Membership, Organization, User
+from marketplace.demo import seed_marketplace_demo
 
 DEMO_PASSWORD = "interconnect-demo"
 
@@ -32,6 +34,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         created, updated = metros_load()
         self.stdout.write(f"Metros: {created} created, {updated} updated.")
+        # Hashed once per run: PBKDF2 takes about a second, and every demo identity has the same password.
+        self._password_hash = make_password(DEMO_PASSWORD)
         orgs = {}
         for slug, name, kind in ORGANIZATIONS:
             orgs[slug], _ = Organization.objects.update_or_create(slug=slug, defaults={"name": name, "kind": kind})
@@ -45,9 +49,18 @@ class Command(BaseCommand):
         Membership.objects.update_or_create(user=ops, organization=operator_org, defaults={"role": Role.OWNER})
         ports, connections = seed_fabric_demo()
         self.stdout.write(f"Fabric: {ports} ports and {connections} connections created (the worker provisions them).")
+        counts = seed_marketplace_demo(password_hash=self._password_hash)
+        self.stdout.write(
+            f"Marketplace: {counts['providers']} provider profiles, {counts['ports']} provider ports, "
+            f"{counts['offerings']} offerings and {counts['access_points']} access points created; "
+            f"{counts['published']} offerings published."
+        )
         self.stdout.write(self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:"))
         for email, _, slug, role in [*PEOPLE, ("ops@hub.example", "", "hub-operations", "OPERATOR (staff, /admin/)")]:
             self.stdout.write(f"  {email:<32} {slug:<16} {role}")
+        self.stdout.write(
+            "  ...and admin@<provider>.example for each marketplace provider (e.g. admin@lambda.example), ADMIN"
+        )
         self.stdout.write(f"Password for all of them: {DEMO_PASSWORD}")
 
     def _user(self, email, full_name, **flags):
@@ -55,6 +68,6 @@ class Command(BaseCommand):
         user.full_name = full_name
         for name, value in flags.items():
             setattr(user, name, value)
-        user.set_password(DEMO_PASSWORD)
+        user.password = self._password_hash
         user.save()
         return user
