@@ -1,7 +1,19 @@
+from datetime import UTC
+
 import django_filters
 from django import forms
 
 from hub.models import AuditEvent, Notification
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time, compared in UTC. Python accepts offsets up to ±24 h but PostgreSQL
+    only up to ±15:59, so an exotic offset would otherwise reach the database and fail there."""
+
+    def filter(self, qs, value):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return super().filter(qs, value)
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -10,8 +22,8 @@ class AuditEventFilter(django_filters.FilterSet):
     object_type = django_filters.CharFilter(lookup_expr="iexact")
     object_id = django_filters.CharFilter()
     request_id = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -84,3 +84,13 @@ def test_audit_events_are_append_only(owner, events):
 def test_security_analysts_read_the_audit_log_but_viewers_do_not(owner, member_factory, logged_in, events):
     assert logged_in(member_factory(Role.SECURITY_ANALYST)).get(reverse("audit-log")).status_code == 200
     assert logged_in(member_factory(Role.VIEWER)).get(reverse("audit-log")).status_code == 403
+
+
+def test_extreme_time_zone_offsets_are_compared_in_utc(owner, token_client, events):
+    # +17:27 is a valid ISO 8601 offset for Python but out of range for PostgreSQL.
+    response = token_client(owner).get("/api/v1/audit-events/", {"since": "2000-10-20T16:19:48+17:27"})
+    assert response.status_code == 200
+    assert {e["action"] for e in response.json()["results"]} >= {"token.create", "connection.create"}
+    future = token_client(owner).get("/api/v1/audit-events/", {"since": "4186-10-20T16:19:48+17:27"})
+    assert future.status_code == 200
+    assert future.json()["results"] == []
