@@ -1,4 +1,5 @@
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from hub.choices import Role
 from hub.models import APIToken, AuditEvent, Membership, Notification, Organization, User, Webhook, WebhookDelivery
@@ -19,11 +20,11 @@ def user_memberships(*, user: User) -> QuerySet[Membership]:
 
 
 def organization_members(*, org: Organization) -> QuerySet[Membership]:
-    return Membership.objects.select_related("user").filter(organization=org).order_by("user__email")
+    return Membership.objects.for_org(org).select_related("user").order_by("user__email")
 
 
 def owner_count(*, org: Organization) -> int:
-    return Membership.objects.filter(organization=org, role=Role.OWNER).count()
+    return Membership.objects.for_org(org).filter(role=Role.OWNER).count()
 
 
 def token_list(*, org: Organization, user: User, see_all: bool) -> QuerySet[APIToken]:
@@ -36,11 +37,14 @@ def audit_events(*, org: Organization) -> QuerySet[AuditEvent]:
 
 
 def organization_overview(*, org: Organization) -> dict:
-    members = Membership.objects.filter(organization=org).values("role").annotate(n=Count("id"))
+    members = Membership.objects.for_org(org).values("role").annotate(n=Count("id"))
     return {
         "members": sum(row["n"] for row in members),
         "members_by_role": {row["role"]: row["n"] for row in members},
-        "active_tokens": APIToken.objects.for_org(org).filter(revoked_at__isnull=True).count(),
+        "active_tokens": APIToken.objects.for_org(org)
+        .filter(revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .count(),
         "recent_events": list(audit_events(org=org)[:8]),
     }
 

@@ -116,7 +116,7 @@ def organization_create(*, actor: User, name: str, kind: str = OrganizationKind.
 
 # --- Members ---------------------------------------------------------------------------------
 def _lock_owners(org: Organization) -> list[Membership]:
-    return list(Membership.objects.select_for_update().filter(organization=org, role=Role.OWNER))
+    return list(Membership.objects.for_org(org).select_for_update().filter(role=Role.OWNER))
 
 
 @transaction.atomic
@@ -189,7 +189,7 @@ def invitation_create(*, actor_membership: Membership, email: str, role: str) ->
     if role == Role.OWNER:
         require_action(actor_membership, Action.OWNERS_MANAGE)
     email = User.objects.normalize_email(email).strip().lower()
-    if Membership.objects.filter(organization=org, user__email__iexact=email).exists():
+    if Membership.objects.for_org(org).filter(user__email__iexact=email).exists():
         raise Conflict(f"{email} is already a member of {org}.", field="email")
     # An unanswered invitation to the same address is replaced, so "send again" just works.
     Invitation.objects.for_org(org).filter(email=email, accepted_at__isnull=True, revoked_at__isnull=True).update(

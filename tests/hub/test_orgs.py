@@ -57,3 +57,20 @@ def test_nav_and_switcher_list_my_orgs(owner, other_org, member_factory, logged_
     body = logged_in(owner).get(reverse("home")).content.decode()
     assert 'data-testid="switch-acme-test"' in body
     assert 'data-testid="switch-globex-test"' in body
+
+
+def test_dashboard_counts_only_usable_tokens(owner, logged_in):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hub.models import APIToken
+    from hub.services import api_token_create
+
+    api_token_create(membership=owner, name="live", scopes=["read"])
+    expired, _ = api_token_create(
+        membership=owner, name="old", scopes=["read"], expires_at=timezone.now() + timedelta(days=1)
+    )
+    APIToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    response = logged_in(owner).get(reverse("home"))
+    assert response.context["overview"]["active_tokens"] == 1
