@@ -21,11 +21,23 @@ class RequestContextMiddleware:
             context.RequestContext(request_id=request.request_id, ip_address=request.META.get("REMOTE_ADDR"))
         )
         try:
-            response = self.get_response(request)
+            # No URL of ours contains NUL, and PostgreSQL cannot compare one: refuse it here.
+            response = _bad_path(request) if "\x00" in request.path else self.get_response(request)
         finally:
             context.reset(token)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+def _bad_path(request):
+    from django.http import HttpResponseBadRequest
+
+    from hub.api.errors import json_error_response
+
+    message = "The address contains a NUL character."
+    if request.path.startswith("/api/"):
+        return json_error_response(request, status_code=400, code="invalid_path", message=message)
+    return HttpResponseBadRequest(message, content_type="text/plain")
 
 
 class ActiveOrganizationMiddleware:

@@ -206,3 +206,21 @@ def test_concurrent_requests_with_one_key_create_one_object(owner):
     assert APIToken.objects.filter(name="deploy").count() == 1
     assert set(statuses) <= {201, 409}
     assert 201 in statuses
+
+
+def test_nul_characters_in_a_body_are_a_400_not_a_500(owner, token_client):
+    client = token_client(owner)
+    response = client.post(
+        "/api/v1/quotes/", {"a_metro": "F\x00R", "z_metro": "AM", "bandwidth_mbps": 100}, format="json"
+    )
+    assert _error(response, 400)["code"] == "parse_error"
+    assert "NUL" in response.json()["error"]["message"]
+    assert _error(client.post("/api/v1/tokens/", {"name": "x", "scopes": ["read"], "k\x00": 1}, format="json"), 400)
+
+
+@pytest.mark.parametrize("url", ["/api/v1/metros/F%00R/", "/api/v1/providers/a%00b/", "/fabric/metros/F%00R/"])
+def test_nul_characters_in_a_path_are_a_400_not_a_500(owner, token_client, url):
+    response = token_client(owner).get(url)
+    assert response.status_code == 400
+    if url.startswith("/api/"):
+        assert _error(response, 400)["code"] == "invalid_path"
