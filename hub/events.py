@@ -109,7 +109,8 @@ def _notify_members(*, org: Organization, envelope: dict, title: str, body: str,
         *(When(role=role, then=Value(rank)) for rank, role in enumerate(ROLE_ORDER)), output_field=IntegerField()
     )
     user_ids = (
-        Membership.objects.filter(organization=org, user__is_active=True)
+        Membership.objects.for_org(org)
+        .filter(user__is_active=True)
         .annotate(rank=by_role)
         .order_by("rank", "pk")
         .values_list("user_id", flat=True)[: settings.NOTIFICATION_MAX_RECIPIENTS]
