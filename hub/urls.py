@@ -66,6 +66,7 @@ api_v1_patterns = [
     path("", include("hub.api.urls")),
     path("", include("fabric.api.urls")),
     path("", include("marketplace.api.urls")),
+    path("security/", include("security.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 
@@ -78,6 +79,9 @@ urlpatterns = [
     path("settings/", include(settings_patterns)),
     path("notifications/", include(notification_patterns)),
     path("fabric/", include("fabric.urls")),
+    path("marketplace/", include("marketplace.urls")),
+    path("provider/", include("marketplace.console_urls")),
+    path("security/", include("security.urls")),
     path("api/v1/", include(api_v1_patterns)),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     re_path(r"^api/(?P<unmatched>.*)$", views.api_not_found, name="api-not-found"),

@@ -3,10 +3,11 @@ and as a member whose role is too small. A URL pattern missing from ``MATRIX`` f
 new endpoint cannot ship without saying who may use it.
 
 Keys are URL pattern names; a pattern with more than one method adds keys like ``"port-list [post]"``.
+The cases of the hub, fabric and marketplace API are below; each later area keeps its own in a module
+of ``tests/api/isolation/`` (listed in ``AREAS``).
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -17,71 +18,29 @@ from fabric.models import Connection, Metro, Port
 from fabric.services import connection_request, metros_load
 from hub.choices import DeliveryStatus, OrganizationKind, Role
 from hub.events import publish
-from hub.models import APIToken, Invitation, Membership, Notification, Webhook, WebhookDelivery
+from hub.models import Membership, Notification, WebhookDelivery
 from hub.roles import ROLE_ORDER, Action, roles_allowed
 from hub.services import api_token_create, audit_record, invitation_token, webhook_create
 from marketplace import services as market
-from marketplace.models import AccessPoint, Offering, Order
+from tests.api.isolation import (
+    API,
+    PORTAL,
+    PUBLIC,
+    Case,
+    World,
+    _conn,
+    _delivery,
+    _draft,
+    _hook,
+    _notification,
+    _port,
+    _r,
+)
 from tests.factories import InvitationFactory, MembershipFactory, OrganizationFactory
 
-PORTAL, API, PUBLIC = "portal", "api", "public"
-
-
-@dataclass
-class World:
-    owner_a: Membership
-    viewer_a: Membership
-    owner_b: Membership
-    token_a: APIToken
-    invitation_a: Invitation
-    port_a: Port
-    connection_a: Connection
-    provider_port: Port
-    webhook_a: Webhook | None = None
-    delivery_a: WebhookDelivery | None = None
-    notification_a: Notification | None = None
-    offering_draft: Offering | None = None  # the provider's: no other organization may see or change it
-    offering_published: Offering | None = None
-    access_point: AccessPoint | None = None
-    order_a: Order | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    kind: str
-    url: Callable[[World], str]
-    method: str = "get"
-    action: Action | None = None  # None: any member may
-    names_object: bool = False  # the URL names an object of org A: another org gets 404
-    data: Callable[[World], dict] | None = None
-
-
-def _port(w):
-    return w.port_a.public_id
-
-
-def _conn(w):
-    return w.connection_a.public_id
-
-
-def _r(name, **kwargs):
-    return lambda w: reverse(name, kwargs={k: v(w) for k, v in kwargs.items()})
-
-
-def _hook(w):
-    return w.webhook_a.public_id
-
-
-def _delivery(w):
-    return w.delivery_a.public_id
-
-
-def _notification(w):
-    return w.notification_a.public_id
-
-
-def _draft(w):
-    return w.offering_draft.public_id
+# Modules of tests/api/isolation/ with their own CASES (and optionally extend_world, assert_untouched).
+AREA_NAMES = ["marketplace_portal", "provider_console", "telemetry", "topology", "security"]
+AREAS = [importlib.import_module(f"tests.api.isolation.{name}") for name in AREA_NAMES]
 
 
 def _offering_data(w):
@@ -381,6 +340,9 @@ MATRIX: dict[str, Case] = {
     "healthz": Case(PUBLIC, _r("healthz")),
     "readyz": Case(PUBLIC, _r("readyz")),
 }
+for _area in AREAS:
+    assert not set(_area.CASES) & set(MATRIX), f"{_area.__name__} repeats matrix keys"
+    MATRIX.update(_area.CASES)
 
 # Django's admin guards itself (staff only); it is checked once below rather than per pattern.
 EXCLUDED_NAMESPACES = {"admin"}
@@ -447,7 +409,7 @@ def world(db, django_capture_on_commit_callbacks):
     WebhookDelivery.objects.filter(pk=delivery_a.pk).update(status=DeliveryStatus.FAILED, attempts=6)
     notification_a = Notification.objects.get(user=owner_a.user, title="alpha-secret-notification")
     offering_draft, offering_published, access_point, order_a = _marketplace(owner_a, port_a, provider, provider_port)
-    return World(
+    world = World(
         owner_a,
         viewer_a,
         owner_b,
@@ -464,6 +426,10 @@ def world(db, django_capture_on_commit_callbacks):
         access_point,
         order_a,
     )
+    for area in AREAS:
+        if hasattr(area, "extend_world"):
+            area.extend_world(world)
+    return world
 
 
 def _marketplace(owner_a, port_a, provider, provider_port):
@@ -575,6 +541,9 @@ def _assert_fabric_untouched(world, *, created_by_a=True):
         assert not Port.objects.filter(name="p").exists()
     assert not Port.objects.filter(name="p", organization=org_a).exists()
     assert not Connection.objects.filter(name="c").exists()
+    for area in AREAS:
+        if hasattr(area, "assert_untouched"):
+            area.assert_untouched(world, created_by_a=created_by_a)
 
 
 def _too_small_role(action: Action) -> Role | None:
