@@ -3,7 +3,9 @@ qualify a connection before it is created or its bandwidth raised.
 
 ``FABRIC_CONNECTION_GUARDS`` lists dotted paths of callables ``guard(request: GuardRequest) ->
 list[Violation]``. A ``BLOCK`` violation stops the request with its reason; ``APPROVAL`` says who
-must approve it; ``WARN`` is shown and recorded but lets it through.
+must approve it: the new connection waits on its requester (``pending_on=REQUESTER``) until an
+admin or owner of the requesting organization approves it; ``WARN`` is shown and recorded but lets
+it through. A guard may carry an ``on_denied(request, violations)`` listener (see ``report_denied``).
 """
 
 from dataclasses import dataclass
@@ -53,6 +55,18 @@ def run_guards(request: GuardRequest) -> list[Violation]:
     for guard in _guards(tuple(settings.FABRIC_CONNECTION_GUARDS)):
         violations.extend(guard(request))
     return violations
+
+
+def report_denied(request: GuardRequest, violations: list[Violation]) -> None:
+    """Tell the guards that listen (a callable ``on_denied`` attribute) that fabric refused ``request``.
+
+    Fabric calls this after the refused request's transaction rolled back, so what a listener
+    records (an audit event, an alert) is not rolled back with it.
+    """
+    for guard in _guards(tuple(settings.FABRIC_CONNECTION_GUARDS)):
+        listener = getattr(guard, "on_denied", None)
+        if listener is not None:
+            listener(request, violations)
 
 
 def max_org_bandwidth(request: GuardRequest) -> list[Violation]:

@@ -7,11 +7,13 @@ and an audit event for each transition, and enqueues workflows on commit.
 import csv
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db import connection as connection_db
 from django.db.models import F, Q
 from django.urls import reverse
 
@@ -20,6 +22,7 @@ from fabric.choices import (
     LIVE_CONNECTION_STATES,
     PENDING_ON,
     ConnectionState,
+    PendingOn,
     PortSpeed,
     PortState,
     Priority,
@@ -27,15 +30,15 @@ from fabric.choices import (
     WorkflowKind,
     can_transition,
 )
-from fabric.guards import GuardRequest, Severity, Violation, run_guards
+from fabric.guards import GuardRequest, Severity, Violation, report_denied, run_guards
 from fabric.models import Connection, ConnectionEvent, Metro, Port, VlanAssignment, Workflow
 from fabric.workflows import workflow_start
-from hub.choices import OrganizationKind
+from hub.choices import OrganizationKind, Role
 from hub.errors import Conflict, DomainError, NotFound, PermissionDenied
-from hub.events import publish
-from hub.models import Membership
+from hub.events import Event, publish, publish_many
+from hub.models import AuditEvent, Membership
 from hub.roles import Action
-from hub.services import audit_record, require_action
+from hub.services import audit_entry, audit_record, require_action
 
 METROS_CSV = Path(__file__).resolve().parent / "data" / "metros.csv"
 
@@ -215,27 +218,51 @@ def _release_capacity(connection: Connection, mbps: int) -> None:
 
 def _pick_vlan(port: Port, vlan: int | None, *, field_name: str) -> int:
     """``vlan`` if it is free on the (locked) port, or the lowest free tag in the automatic range."""
-    used = set(VlanAssignment.objects.filter(port=port).values_list("vlan", flat=True))
     if vlan is None:
         low, high = settings.FABRIC_VLAN_AUTO_RANGE
-        vlan = next((tag for tag in range(low, high + 1) if tag not in used), None)
+        vlan = _lowest_free_vlan(port, low, high)
         if vlan is None:
             raise Conflict(f"Port {port.name} has no free VLAN left.", code="vlan_exhausted", field=field_name)
     elif not 2 <= vlan <= 4094:
         raise DomainError("A VLAN tag is between 2 and 4094.", field=field_name)
-    elif vlan in used:
+    elif VlanAssignment.objects.filter(port=port, vlan=vlan).exists():
         raise Conflict(f"VLAN {vlan} is already in use on port {port.name}.", code="vlan_in_use", field=field_name)
     return vlan
 
 
-def _book_vlan(port: Port, vlan: int, connection: Connection, *, field_name: str) -> None:
+def _lowest_free_vlan(port: Port, low: int, high: int) -> int | None:
+    """The lowest tag in ``low..high`` not assigned on ``port``, in one query on the (port, vlan) index.
+
+    The answer is ``low`` or one above an assigned tag, so only those candidates are probed: the
+    cost follows the tags in use, not the 4,000-tag range, and no tag list is read into Python.
+    """
+    table = connection_db.ops.quote_name(VlanAssignment._meta.db_table)
+    sql = f"""
+        SELECT MIN(candidate) FROM (
+            SELECT %s AS candidate
+            UNION ALL
+            SELECT vlan + 1 FROM {table} WHERE port_id = %s AND vlan >= %s AND vlan < %s
+        ) candidates
+        WHERE NOT EXISTS (SELECT 1 FROM {table} taken WHERE taken.port_id = %s AND taken.vlan = candidate)
+    """  # noqa: S608 - the table name comes from the model, every value is a parameter
+    with connection_db.cursor() as cursor:
+        cursor.execute(sql, [low, port.pk, low, high, port.pk])
+        (tag,) = cursor.fetchone()
+    return tag
+
+
+def _book_vlans(connection: Connection, bookings: list[tuple[Port, int | None, str]]) -> None:
+    """Record the connection's tags on their ports; the (port, vlan) constraint is the last line of defence."""
+    rows = [VlanAssignment(port=port, vlan=vlan, connection=connection) for port, vlan, _ in bookings if vlan]
+    # No savepoint of its own: every caller runs in a service's transaction, which a Conflict rolls back.
     try:
-        with transaction.atomic():
-            VlanAssignment.objects.create(port=port, vlan=vlan, connection=connection)
-    except IntegrityError as exc:  # the constraint is the last line of defence
-        raise Conflict(
-            f"VLAN {vlan} is already in use on port {port.name}.", code="vlan_in_use", field=field_name
-        ) from exc
+        with transaction.atomic(savepoint=False):
+            VlanAssignment.objects.bulk_create(rows)
+    except IntegrityError as exc:
+        # Tags are picked under the ports' row locks, so this means a writer that bypassed them.
+        booked = [(port, vlan, field_name) for port, vlan, field_name in bookings if vlan]
+        taken = " or ".join(f"VLAN {vlan} on port {port.name}" for port, vlan, _ in booked)
+        raise Conflict(f"{taken} is already in use.", code="vlan_in_use", field=booked[0][2]) from exc
 
 
 # --- Connections -----------------------------------------------------------------------------
@@ -267,9 +294,16 @@ class PolicyViolation(DomainError):
     status_code = 403
     default_code = "policy_violation"
 
-    def __init__(self, violations: list[Violation]):
+    def __init__(self, violations: list[Violation], *, request: GuardRequest | None = None):
         super().__init__(" ".join(v.message for v in violations if v.severity == Severity.BLOCK))
         self.violations = violations
+        self.request = request
+
+
+def _report_denial(denial: PolicyViolation) -> None:
+    """After the refused request rolled back: let listening guards record the denial."""
+    if denial.request is not None:
+        report_denied(denial.request, denial.violations)
 
 
 class _DryRun(Exception):
@@ -336,6 +370,9 @@ def connection_request(
             return plan
     except _DryRun as rollback:
         return rollback.plan
+    except PolicyViolation as denial:
+        _report_denial(denial)
+        raise
 
 
 def _connection_request(
@@ -355,6 +392,7 @@ def _connection_request(
         if specs[0].a_port.pk == specs[1].a_port.pk:
             raise DomainError("A redundant pair needs two different A-side ports.", field="secondary.a_port")
     plan = ConnectionPlan(dry_run=dry_run)
+    guard_request = None
     for index, spec in enumerate(specs):
         prefix = "" if index == 0 else "secondary."
         if spec.a_port.organization_id != org.pk:
@@ -368,20 +406,16 @@ def _connection_request(
             raise NotFound("No such Z-side port.", field=f"{prefix}z_port")
         if spec.a_port.pk == spec.z_port.pk:
             raise DomainError("The A and Z sides must be different ports.", field=f"{prefix}z_port")
-        plan.violations += (
-            run_guards(
-                GuardRequest(
-                    organization=org,
-                    actor=user,
-                    a_port=spec.a_port,
-                    z_port=spec.z_port,
-                    bandwidth_mbps=bandwidth_mbps,
-                    added_mbps=bandwidth_mbps * len(specs),
-                )
+        if index == 0:
+            guard_request = GuardRequest(
+                organization=org,
+                actor=user,
+                a_port=spec.a_port,
+                z_port=spec.z_port,
+                bandwidth_mbps=bandwidth_mbps,
+                added_mbps=bandwidth_mbps * len(specs),
             )
-            if index == 0
-            else []
-        )
+            plan.violations += run_guards(guard_request)
         quote = pricing.connection_quote(
             a_metro=spec.a_port.metro, z_metro=spec.z_port.metro, bandwidth_mbps=bandwidth_mbps
         )
@@ -394,7 +428,7 @@ def _connection_request(
     if not plan.allowed:
         if dry_run:
             return plan
-        raise PolicyViolation(plan.violations)
+        raise PolicyViolation(plan.violations, request=guard_request)
 
     if dry_run:
         try:
@@ -435,47 +469,63 @@ def _reserve_and_create(
             demand[port.pk] = demand.get(port.pk, 0) + bandwidth_mbps
     _reserve_capacity(locked, demand, requester_org_id=org.pk)
     group = uuid.uuid4() if len(specs) == 2 else None
+    notes = "; ".join(v.message for v in plan.violations)
+    requested = f"Requested {bandwidth_mbps:,} Mbps. {notes}".strip()
+    # A guard asked for approval inside the requesting organization: the connection waits on it.
+    held_by_requester = any(v.severity == Severity.APPROVAL for v in plan.violations)
     for index, spec in enumerate(specs):
         prefix = "" if index == 0 else "secondary."
-        a_vlan = _pick_vlan(locked[spec.a_port.pk], spec.a_vlan, field_name=f"{prefix}a_vlan")
+        a_port, z_port = locked[spec.a_port.pk], locked[spec.z_port.pk]
+        a_vlan = _pick_vlan(a_port, spec.a_vlan, field_name=f"{prefix}a_vlan")
+        steps = [_Step(ConnectionState.PENDING_APPROVAL, requested, user)]
+        own = z_port.organization_id == org.pk
+        if not held_by_requester and (own or z_port.auto_approve or z_auto_approve):
+            if own:
+                message = "Own port: no approval needed."
+            elif z_port.auto_approve:
+                message = "Approved automatically by the Z-side port."
+            else:
+                message = "Approved in advance by the Z side's owner."
+            steps += _approval_steps(message, actor=None)
+        # Written once in its final state: the timeline below records every step it went through.
         connection = Connection.objects.create(
             organization=org,
             name=name if len(specs) == 1 else f"{name} ({spec.priority.lower()})",
             a_port=spec.a_port,
             a_vlan=a_vlan,
             z_port=spec.z_port,
+            z_vlan=_pick_vlan(z_port, None, field_name="z_vlan") if len(steps) > 1 else None,
             bandwidth_mbps=bandwidth_mbps,
             redundancy_group=group,
             priority=spec.priority,
             purchase_order=purchase_order.strip(),
             created_by=user,
+            state=steps[-1].to_state,
+            pending_on=PendingOn.REQUESTER if held_by_requester else PENDING_ON[steps[-1].to_state],
         )
-        _book_vlan(locked[spec.a_port.pk], a_vlan, connection, field_name=f"{prefix}a_vlan")
-        notes = "; ".join(v.message for v in plan.violations)
-        requested = f"Requested {bandwidth_mbps:,} Mbps. {notes}".strip()
-        _event(connection, "", ConnectionState.PENDING_APPROVAL, actor=user, message=requested)
-        _announce_connection(connection, "", requested)
-        audit_record(
+        _book_vlans(connection, [(a_port, a_vlan, f"{prefix}a_vlan"), (z_port, connection.z_vlan, "z_vlan")])
+        request_audit = audit_entry(
             org=org, actor=user, action="connection.request", target=connection, after=_connection_snapshot(connection)
         )
-        own = spec.z_port.organization_id == org.pk
-        if own or spec.z_port.auto_approve or z_auto_approve:
-            if own:
-                message = "Own port: no approval needed."
-            elif spec.z_port.auto_approve:
-                message = "Approved automatically by the Z-side port."
-            else:
-                message = "Approved in advance by the Z side's owner."
-            _approve(connection, z_port=locked[spec.z_port.pk], z_vlan=None, actor=None, message=message)
+        _record_steps(connection, steps, from_state="", audit=[request_audit])
+        if connection.state == ConnectionState.PROVISIONING:
+            workflow_start(kind=WorkflowKind.CONNECTION_PROVISION, connection=connection)
         plan.connections.append(connection)
+
+
+def _approval_steps(message: str, *, actor) -> list["_Step"]:
+    return [
+        _Step(ConnectionState.APPROVED, message, actor),
+        _Step(ConnectionState.PROVISIONING, "Provisioning started.", None),
+    ]
 
 
 def _approve(connection: Connection, *, z_port: Port, z_vlan: int | None, actor, message: str) -> None:
     connection.z_vlan = _pick_vlan(z_port, z_vlan, field_name="z_vlan")
-    connection.save(update_fields=["z_vlan", "updated_at"])
-    _book_vlan(z_port, connection.z_vlan, connection, field_name="z_vlan")
-    _transition(connection, ConnectionState.APPROVED, actor=actor, message=message)
-    _transition(connection, ConnectionState.PROVISIONING, actor=None, message="Provisioning started.")
+    _book_vlans(connection, [(z_port, connection.z_vlan, "z_vlan")])
+    _record_steps(
+        connection, _approval_steps(message, actor=actor), from_state=connection.state, update_fields=["z_vlan"]
+    )
     workflow_start(kind=WorkflowKind.CONNECTION_PROVISION, connection=connection)
 
 
@@ -489,9 +539,15 @@ def _locked_connection(connection: Connection) -> Connection:
 
 @transaction.atomic
 def connection_approve(*, membership: Membership, connection: Connection, z_vlan: int | None = None) -> Connection:
-    """The Z-side owner accepts a request, choosing its VLAN (or the lowest free one)."""
+    """The Z-side owner accepts a request, choosing its VLAN (or the lowest free one).
+
+    A request a guard held for approval inside the requesting organization (``pending_on`` is
+    REQUESTER) is first approved by an admin or owner of that organization, through this same call.
+    """
     require_action(membership, Action.FABRIC_MANAGE)
     connection = _locked_connection(connection)
+    if connection.state == ConnectionState.PENDING_APPROVAL and connection.pending_on == PendingOn.REQUESTER:
+        return _requester_approve(membership, connection)
     _require_z_side(membership, connection)
     _require_state(connection, ConnectionState.APPROVED)
     z_port = _lock_ports([connection.z_port])[connection.z_port_id]
@@ -509,6 +565,36 @@ def connection_approve(*, membership: Membership, connection: Connection, z_vlan
         target=connection,
         after={"z_vlan": connection.z_vlan},
     )
+    return connection
+
+
+def _requester_approve(membership: Membership, connection: Connection) -> Connection:
+    org, user = membership.organization, membership.user
+    if connection.organization_id != org.pk:
+        if connection.z_port.organization_id == org.pk:
+            raise Conflict(
+                "This request is waiting for approval inside the requesting organization first.",
+                code="invalid_state",
+            )
+        raise NotFound("No such connection.")
+    if membership.role not in (Role.OWNER, Role.ADMIN):
+        raise PermissionDenied("Only an admin or owner of your organization can approve this request.")
+    message = f"Approved inside {org.name} by {user.email}."
+    if connection.z_port.organization_id == org.pk or connection.z_port.auto_approve:
+        z_port = _lock_ports([connection.z_port])[connection.z_port_id]
+        _approve(connection, z_port=z_port, z_vlan=None, actor=user, message=message)
+    else:
+        connection.pending_on = PendingOn.PROVIDER
+        message = f"{message} Now waiting for {connection.z_port.organization.name}."
+        # Same state, now waiting on the provider: one timeline entry, announced to both ends.
+        _record_steps(
+            connection,
+            [_Step(ConnectionState.PENDING_APPROVAL, message, user)],
+            from_state=connection.state,
+            update_fields=["pending_on"],
+            pending_on=PendingOn.PROVIDER,
+        )
+    audit_record(org=org, actor=user, action="connection.authorize", target=connection, after={"message": message})
     return connection
 
 
@@ -548,9 +634,17 @@ def connection_cancel(*, membership: Membership, connection: Connection) -> Conn
     return connection
 
 
-@transaction.atomic
 def connection_modify_bandwidth(*, membership: Membership, connection: Connection, bandwidth_mbps: int) -> Connection:
     """Change the bandwidth of an active connection through a MODIFYING workflow."""
+    try:
+        return _connection_modify_bandwidth(membership=membership, connection=connection, bandwidth_mbps=bandwidth_mbps)
+    except PolicyViolation as denial:
+        _report_denial(denial)
+        raise
+
+
+@transaction.atomic
+def _connection_modify_bandwidth(*, membership: Membership, connection: Connection, bandwidth_mbps: int) -> Connection:
     require_action(membership, Action.FABRIC_MANAGE)
     connection = _locked_connection(connection)
     _require_requester(membership, connection)
@@ -563,19 +657,18 @@ def connection_modify_bandwidth(*, membership: Membership, connection: Connectio
         raise DomainError("That is the current bandwidth.", field="bandwidth_mbps")
     added = bandwidth_mbps - connection.bandwidth_mbps
     if added > 0:
-        violations = run_guards(
-            GuardRequest(
-                organization=membership.organization,
-                actor=membership.user,
-                a_port=connection.a_port,
-                z_port=connection.z_port,
-                bandwidth_mbps=bandwidth_mbps,
-                added_mbps=added,
-                connection=connection,
-            )
+        guard_request = GuardRequest(
+            organization=membership.organization,
+            actor=membership.user,
+            a_port=connection.a_port,
+            z_port=connection.z_port,
+            bandwidth_mbps=bandwidth_mbps,
+            added_mbps=added,
+            connection=connection,
         )
+        violations = run_guards(guard_request)
         if any(v.severity == Severity.BLOCK for v in violations):
-            raise PolicyViolation(violations)
+            raise PolicyViolation(violations, request=guard_request)
         locked = _lock_ports([connection.a_port, connection.z_port])
         _reserve_capacity(
             locked,
@@ -661,47 +754,107 @@ def _require_z_side(membership: Membership, connection: Connection) -> None:
         raise NotFound("No such connection.")
 
 
+@dataclass(frozen=True)
+class _Step:
+    to_state: str
+    message: str
+    actor: object = None  # the user who made the change; None for the fabric itself
+
+
 def _transition(connection: Connection, target: str, *, actor, message: str) -> None:
-    if not can_transition(connection.state, target):
-        raise Conflict(f"Cannot go from {connection.state} to {target}.", code="invalid_state")
-    before = connection.state
-    connection.state = target
-    connection.pending_on = PENDING_ON[target]
-    connection.save(update_fields=["state", "pending_on", "updated_at"])
-    _event(connection, before, target, actor=actor, message=message)
-    _announce_connection(connection, before, message)
-    if actor is None:
-        audit_record(
-            org=connection.organization,
-            actor=None,
-            action=f"connection.{target.lower()}",
-            target=connection,
-            before={"state": before},
-            after={"state": target},
+    _record_steps(connection, [_Step(target, message, actor)], from_state=connection.state)
+
+
+def _record_steps(
+    connection: Connection,
+    steps: list[_Step],
+    *,
+    from_state: str,
+    update_fields: Sequence[str] = (),
+    audit: Sequence[AuditEvent] = (),
+    pending_on: str | None = None,
+) -> None:
+    """Move the (locked) connection through ``steps`` and record each on its timeline.
+
+    One UPDATE (none for a connection just created in its final state, ``from_state=""``), the
+    events in one INSERT, one announcement per organization and the audit entries in one INSERT.
+    Every step goes to webhooks; people are notified only when the last state waits for someone
+    or is final, and the fabric's own intermediate steps are audited the same way as before.
+    """
+    state, events, entries = from_state, [], list(audit)
+    for step in steps:
+        if state and state != step.to_state and not can_transition(state, step.to_state):
+            raise Conflict(f"Cannot go from {state} to {step.to_state}.", code="invalid_state")
+        events.append(
+            ConnectionEvent(
+                connection=connection,
+                from_state=state,
+                to_state=step.to_state,
+                actor=step.actor,
+                actor_label=step.actor.email if step.actor else "fabric",
+                message=step.message[:500],
+            )
         )
+        if step.actor is None and state and state != step.to_state:
+            entries.append(
+                audit_entry(
+                    org=connection.organization,
+                    actor=None,
+                    action=f"connection.{step.to_state.lower()}",
+                    target=connection,
+                    before={"state": state},
+                    after={"state": step.to_state},
+                )
+            )
+        state = step.to_state
+    if from_state:
+        connection.state, connection.pending_on = state, pending_on or PENDING_ON[state]
+        connection.save(update_fields=["state", "pending_on", "updated_at", *update_fields])
+    ConnectionEvent.objects.bulk_create(events)
+    if entries:
+        AuditEvent.objects.bulk_create(entries)
+    _announce_connection(connection, events)
 
 
-def _announce_connection(connection: Connection, before: str, message: str) -> None:
-    """Notify both ends (and their webhooks) that the connection changed state."""
-    payload = {
-        "connection": str(connection.public_id),
-        "name": connection.name,
-        "from_state": before,
-        "to_state": connection.state,
-        "pending_on": connection.pending_on,
-        "bandwidth_mbps": connection.bandwidth_mbps,
-        "a_port": str(connection.a_port.public_id),
-        "z_port": str(connection.z_port.public_id),
-        "message": message,
-    }
-    title = f"{connection.name}: {ConnectionState(connection.state).label.lower()}"
+def _worth_notifying(event: ConnectionEvent, *, last: bool) -> bool:
+    """People hear about a state where someone must act or that is final, and about what another
+    person did to a live connection (an approval, say); the fabric's own intermediate steps
+    (APPROVED and PROVISIONING of an own-port request, ...) go to webhooks and the timeline only."""
+    if last and PENDING_ON[event.to_state] != PendingOn.FABRIC:
+        return True
+    return event.actor_id is not None and bool(event.from_state)
+
+
+def _announce_connection(connection: Connection, events: list[ConnectionEvent]) -> None:
+    """Tell both ends (and their webhooks) about each state the connection went through."""
     link = reverse("fabric:connection-detail", args=[connection.public_id])
+    announcements = [
+        Event(
+            event_type="connection.state_changed",
+            payload={
+                "connection": str(connection.public_id),
+                "name": connection.name,
+                "from_state": event.from_state,
+                "to_state": event.to_state,
+                "pending_on": connection.pending_on if event is events[-1] else PENDING_ON[event.to_state],
+                "bandwidth_mbps": connection.bandwidth_mbps,
+                "a_port": str(connection.a_port.public_id),
+                "z_port": str(connection.z_port.public_id),
+                "message": event.message,
+            },
+            title=f"{connection.name}: {ConnectionState(event.to_state).label.lower()}",
+            body=event.message,
+            link=link,
+            notify=_worth_notifying(event, last=event is events[-1]),
+        )
+        for event in events
+    ]
     orgs = {
         connection.organization_id: connection.organization,
         connection.z_port.organization_id: connection.z_port.organization,
     }
     for org in orgs.values():
-        publish(org=org, event_type="connection.state_changed", payload=payload, title=title, body=message, link=link)
+        publish_many(org=org, events=announcements)
 
 
 def _announce_port(port: Port, before: str) -> None:
@@ -717,17 +870,6 @@ def _announce_port(port: Port, before: str) -> None:
         },
         title=f"Port {port.name}: {port.get_state_display().lower()}",
         link=reverse("fabric:port-detail", args=[port.public_id]),
-    )
-
-
-def _event(connection: Connection, from_state: str, to_state: str, *, actor, message: str) -> None:
-    ConnectionEvent.objects.create(
-        connection=connection,
-        from_state=from_state,
-        to_state=to_state,
-        actor=actor,
-        actor_label=actor.email if actor else "fabric",
-        message=message[:500],
     )
 
 

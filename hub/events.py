@@ -11,6 +11,8 @@ Higher apps add their own event types with ``register_event_type`` (from ``AppCo
 import json
 import re
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
@@ -64,17 +66,43 @@ def build_envelope(*, org: Organization, event_type: str, payload: dict) -> dict
     }
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class Event:
+    """One event to publish: its type, payload and what people see in their notification list.
+
+    ``notify=False`` skips the in-app notification (for steps nobody needs to hear about, such as
+    a connection passing through APPROVED on its way to provisioning); webhooks still get the event.
+    """
+
+    event_type: str
+    payload: dict
+    title: str
+    link: str = ""
+    body: str = ""
+    notify: bool = True
+
+
 def publish(*, org: Organization, event_type: str, payload: dict, title: str, link: str = "", body: str = "") -> None:
     """Announce an event of ``org``: notify its members and queue a delivery to each subscribed webhook.
 
     Call it from a service, inside the service's transaction; deliveries start after commit.
     ``link`` is a path on this site (e.g. a connection's page) shown with the notification.
     """
-    envelope = build_envelope(org=org, event_type=event_type, payload=payload)
-    _notify_members(org=org, envelope=envelope, title=title, body=body, link=link)
-    webhooks = [hook for hook in Webhook.objects.for_org(org).filter(is_active=True) if event_type in hook.event_types]
-    queue_deliveries(webhooks=webhooks, envelope=envelope)
+    publish_many(org=org, events=[Event(event_type, payload, title, link, body)])
+
+
+def publish_many(*, org: Organization, events: Sequence[Event]) -> None:
+    """Announce several events of ``org`` in order, with one look-up of its members and webhooks."""
+    envelopes = [build_envelope(org=org, event_type=e.event_type, payload=e.payload) for e in events]
+    notified = [(event, envelope) for event, envelope in zip(events, envelopes, strict=True) if event.notify]
+    # Part of the caller's transaction (no savepoint of its own): it fails or commits with it.
+    with transaction.atomic(savepoint=False):
+        if notified:
+            _notify_members(org=org, notified=notified)
+        webhooks = list(Webhook.objects.for_org(org).filter(is_active=True))
+        for envelope in envelopes:
+            subscribed = [hook for hook in webhooks if envelope["type"] in hook.event_types]
+            queue_deliveries(webhooks=subscribed, envelope=envelope)
 
 
 def queue_deliveries(*, webhooks: list[Webhook], envelope: dict) -> list[WebhookDelivery]:
@@ -102,29 +130,33 @@ def queue_deliveries(*, webhooks: list[Webhook], envelope: dict) -> list[Webhook
     return deliveries
 
 
-def _notify_members(*, org: Organization, envelope: dict, title: str, body: str, link: str) -> None:
+def _notify_members(*, org: Organization, notified: list[tuple[Event, dict]]) -> None:
     # One row per member so each has their own read marker. Very large organizations are capped,
     # owners and admins first, so one event never writes an unbounded number of rows.
     by_role = Case(
         *(When(role=role, then=Value(rank)) for rank, role in enumerate(ROLE_ORDER)), output_field=IntegerField()
     )
-    user_ids = (
+    user_ids = list(
         Membership.objects.for_org(org)
         .filter(user__is_active=True)
         .annotate(rank=by_role)
         .order_by("rank", "pk")
         .values_list("user_id", flat=True)[: settings.NOTIFICATION_MAX_RECIPIENTS]
     )
-    safe_link = link if link.startswith("/") and not link.startswith("//") else ""
     Notification.objects.bulk_create(
         Notification(
             organization=org,
             user_id=user_id,
             event_id=envelope["id"],
             event_type=envelope["type"],
-            title=title[:200],
-            body=body,
-            link=safe_link[:500],
+            title=event.title[:200],
+            body=event.body,
+            link=_safe_link(event.link)[:500],
         )
+        for event, envelope in notified
         for user_id in user_ids
     )
+
+
+def _safe_link(link: str) -> str:
+    return link if link.startswith("/") and not link.startswith("//") else ""

@@ -44,8 +44,23 @@ def audit_record(
     after: dict | None = None,
 ) -> AuditEvent:
     """Append one audit event; request id, client address and API token come from the request."""
+    event = audit_entry(org=org, actor=actor, action=action, target=target, before=before, after=after)
+    event.save()
+    return event
+
+
+def audit_entry(
+    *,
+    org: Organization | None,
+    actor: User | None,
+    action: str,
+    target: Model | None = None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """An unsaved audit event, for services that append several at once with ``bulk_create``."""
     ctx = context.current()
-    return AuditEvent.objects.create(
+    return AuditEvent(
         organization=org,
         actor=actor if actor is not None and actor.pk else None,
         actor_email=actor.email if actor is not None else "",
