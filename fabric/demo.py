@@ -31,6 +31,9 @@ CONNECTIONS = [
     ("acme-ny-dc-backbone", "acme", "ny-core-1", "acme", "dc-core-1", 2_000, False),
     ("acme-dc-gpu-inference", "acme", "dc-core-1", "demo-provider", "dc-gpu-1", 10_000, True),
     ("acme-sg-gpu-burst", "acme", "sg-edge-1", "demo-provider", "sg-gpu-1", 1_000, False),
+    # Long-haul links between the demo's own sites, so the map spans three continents.
+    ("acme-fr-ny-transatlantic", "acme", "fr-core-1", "acme", "ny-core-1", 1_000, False),
+    ("acme-sg-fr-backhaul", "acme", "sg-edge-1", "acme", "fr-core-1", 500, False),
 ]
 
 

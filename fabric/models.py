@@ -221,3 +221,97 @@ class WorkflowStep(models.Model):
     @property
     def label(self) -> str:
         return self.name.replace("_", " ").capitalize()
+
+
+# --- Telemetry (docs/TELEMETRY.md) ---------------------------------------------------------------
+
+
+class TelemetrySample(models.Model):
+    """Traffic counted on a connection during the ``interval_seconds`` that end at ``time``.
+
+    Counters are deltas for the interval, not running totals. Samples are additive: several for the
+    same time (one per destination country, say) add up. Raw samples are kept for
+    ``FABRIC_TELEMETRY_RETENTION_DAYS``; the rollups below keep the history longer.
+
+    The connection has no database foreign key on purpose: the table takes tens of thousands of
+    rows a second, and a key would run a trigger per row. Ingest checks the connection instead,
+    and connections are never deleted in the product (they end DEPROVISIONED).
+    """
+
+    connection = models.ForeignKey(
+        Connection,
+        on_delete=models.CASCADE,
+        related_name="telemetry_samples",
+        db_constraint=False,
+        db_index=False,  # the (connection, time) index serves it
+    )
+    time = models.DateTimeField()
+    interval_seconds = models.PositiveIntegerField(default=60)
+    bytes_in = models.PositiveBigIntegerField()
+    bytes_out = models.PositiveBigIntegerField()
+    packets_in = models.PositiveBigIntegerField()
+    packets_out = models.PositiveBigIntegerField()
+    drops = models.PositiveBigIntegerField(default=0)
+    country = models.CharField(max_length=2, blank=True, help_text="Destination, ISO 3166-1 alpha-2.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["connection", "time"], name="telemetry_sample_conn_time"),
+            models.Index(fields=["time"], name="telemetry_sample_time"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(interval_seconds__gt=0), name="telemetry_sample_interval_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} @ {self.time:%Y-%m-%d %H:%M:%S}"
+
+
+class TelemetryRollup(models.Model):
+    """Sums of a connection's samples over one bucket of ``resolution_seconds`` (300 or 3600)."""
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="telemetry_rollups", db_index=False
+    )  # the unique (connection, resolution, bucket) index serves it
+    resolution_seconds = models.PositiveIntegerField()
+    bucket = models.DateTimeField(help_text="Start of the bucket.")
+    bytes_in = models.PositiveBigIntegerField()
+    bytes_out = models.PositiveBigIntegerField()
+    packets_in = models.PositiveBigIntegerField()
+    packets_out = models.PositiveBigIntegerField()
+    drops = models.PositiveBigIntegerField()
+    max_bps_in = models.FloatField(help_text="Highest rate of one sample in the bucket.")
+    max_bps_out = models.FloatField(help_text="Highest rate of one sample in the bucket.")
+    samples = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "resolution_seconds", "bucket"], name="telemetry_rollup_one_per_bucket"
+            ),
+            models.CheckConstraint(condition=Q(resolution_seconds__in=[300, 3600]), name="telemetry_rollup_resolution"),
+        ]
+        indexes = [models.Index(fields=["resolution_seconds", "bucket"], name="telemetry_rollup_res_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} {self.resolution_seconds}s @ {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class TelemetryDirtyBucket(models.Model):
+    """A 5-minute bucket that received samples since it was last rolled up.
+
+    Written in the same transaction as the samples; the rollup task recomputes the bucket (and its
+    hour) and deletes the marker only if no newer sample marked it meanwhile (``marked_at``).
+    """
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bucket = models.DateTimeField()
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "bucket"], name="telemetry_dirty_one_per_bucket"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id} @ {self.bucket:%Y-%m-%d %H:%M}"

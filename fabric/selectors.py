@@ -2,6 +2,7 @@
 
 from django.db.models import Prefetch, QuerySet
 
+from fabric.choices import PendingOn
 from fabric.models import Connection, ConnectionEvent, Port, VlanAssignment, Workflow
 
 
@@ -17,7 +18,13 @@ def connection_list(*, org) -> QuerySet[Connection]:
 
 
 def incoming_requests(*, org) -> QuerySet[Connection]:
-    return connection_list(org=org).filter(z_port__organization=org, state="PENDING_APPROVAL").exclude(organization=org)
+    """Requests waiting for ``org`` to approve as the Z side; a request a policy holds for the
+    requester's own admins (``pending_on`` REQUESTER) reaches the provider only once they approved it."""
+    return (
+        connection_list(org=org)
+        .filter(z_port__organization=org, state="PENDING_APPROVAL", pending_on=PendingOn.PROVIDER)
+        .exclude(organization=org)
+    )
 
 
 def connection_detail(*, org, public_id) -> Connection:

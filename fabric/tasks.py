@@ -1,7 +1,10 @@
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from fabric.models import Workflow
+from fabric.telemetry import retention_enforce, rollup_pending
+from fabric.telemetry_simulation import active_connections, simulate
 from fabric.workflows import stalled_workflow_ids, workflow_advance
 
 
@@ -23,3 +26,26 @@ def sweep_stalled_workflows() -> int:
     for workflow_id in ids:
         run_workflow.delay(workflow_id)
     return len(ids)
+
+
+@shared_task(ignore_result=True)
+def telemetry_rollup() -> int:
+    """Roll up the 5-minute and hourly buckets that received samples since the last run."""
+    return rollup_pending()
+
+
+@shared_task(ignore_result=True)
+def telemetry_retention() -> dict[str, int]:
+    """Delete raw samples and rollups past their retention (FABRIC_TELEMETRY_*_RETENTION_DAYS)."""
+    return retention_enforce()
+
+
+@shared_task(ignore_result=True)
+def telemetry_simulate() -> int:
+    """The demo's live traffic: extends every ACTIVE connection's simulated telemetry up to now.
+    Does nothing unless FABRIC_TELEMETRY_SIMULATE is on."""
+    if not settings.FABRIC_TELEMETRY_SIMULATE:
+        return 0
+    return simulate(
+        list(active_connections()), days=1, interval_seconds=settings.FABRIC_TELEMETRY_SIMULATE_INTERVAL_SECONDS
+    )

@@ -1,17 +1,21 @@
 """Fabric pages: metros, ports, connections and incoming requests. Every write calls a service."""
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 
-from fabric import pricing, selectors, services
-from fabric.choices import CONNECTION_TRANSITIONS, ConnectionState, PortState
+from fabric import pricing, selectors, services, telemetry
+from fabric.choices import CONNECTION_TRANSITIONS, ConnectionState, PendingOn, PortState
 from fabric.filters import ConnectionFilter, MetroFilter
 from fabric.forms import ApproveForm, BandwidthForm, ConnectionRequestForm, PortOrderForm, PortSettingsForm, RejectForm
 from fabric.models import Connection, Metro, Port
+from hub.choices import Role
 from hub.errors import DomainError
 from hub.roles import Action, role_allows
 from hub.views import OrgView, csv_response, safe_next
@@ -139,6 +143,8 @@ class PortDetailView(OrgView):
             "can_manage": role_allows(request.membership.role, Action.FABRIC_MANAGE),
             "utilisation": round(100 * port.committed_mbps / port.capacity_mbps) if port.capacity_mbps else 0,
         }
+        if not request.htmx:
+            context.update(utilisation_context(request, subject=port, window=chosen_window(request)))
         template = "fabric/port_detail.html#port-status" if request.htmx else "fabric/port_detail.html"
         return render(request, template, context, status=status)
 
@@ -295,6 +301,8 @@ POLL_SECONDS = {
 def _created_message(plan) -> str:
     first = plan.connections[0]
     what = "Redundant pair requested" if len(plan.connections) > 1 else f"Connection {first.name} requested"
+    if first.pending_on == PendingOn.REQUESTER:
+        return f"{what}: your organization's policy asks an admin or owner of yours to approve it first."
     if first.state == ConnectionState.PENDING_APPROVAL:
         return f"{what}: waiting for {first.z_port.organization.name} to approve."
     return f"{what}: provisioning has started."
@@ -312,9 +320,14 @@ class ConnectionDetailView(OrgView):
         is_requester = connection.organization_id == request.org.pk
         is_z_side = connection.z_port.organization_id == request.org.pk
         allowed = CONNECTION_TRANSITIONS[connection.state]
+        held = connection.pending_on == PendingOn.REQUESTER  # a policy wants the requester's admins first
         actions = {
-            "approve": can_manage and is_z_side and ConnectionState.APPROVED in allowed,
-            "reject": can_manage and is_z_side and ConnectionState.REJECTED in allowed,
+            "approve": can_manage and is_z_side and not held and ConnectionState.APPROVED in allowed,
+            "reject": can_manage and is_z_side and not held and ConnectionState.REJECTED in allowed,
+            "authorize": is_requester
+            and held
+            and connection.state == ConnectionState.PENDING_APPROVAL
+            and request.membership.role in (Role.OWNER, Role.ADMIN),
             "cancel": can_manage and is_requester and ConnectionState.CANCELLED in allowed,
             "modify": can_manage and is_requester and ConnectionState.MODIFYING in allowed,
             "deprovision": can_manage
@@ -339,6 +352,8 @@ class ConnectionDetailView(OrgView):
             # Refresh while work runs (every 2 s), and while waiting for the other side (every 10 s).
             "poll_seconds": POLL_SECONDS.get(connection.state),
         }
+        if not request.htmx:
+            context.update(utilisation_context(request, subject=connection, window=chosen_window(request)))
         template = "fabric/connection_detail.html#live" if request.htmx else "fabric/connection_detail.html"
         return render(request, template, context)
 
@@ -356,10 +371,13 @@ class ConnectionActionView(OrgView):
                 form = ApproveForm(request.POST)
                 if not form.is_valid():
                     raise DomainError(" ".join(m for errors in form.errors.values() for m in errors))
-                services.connection_approve(
+                connection = services.connection_approve(
                     membership=membership, connection=connection, z_vlan=form.cleaned_data["z_vlan"]
                 )
-                messages.success(request, "Approved: provisioning has started.")
+                if connection.state == ConnectionState.PENDING_APPROVAL:
+                    messages.success(request, f"Approved: now waiting for {connection.z_port.organization.name}.")
+                else:
+                    messages.success(request, "Approved: provisioning has started.")
             elif verb == "reject":
                 services.connection_reject(
                     membership=membership, connection=connection, reason=request.POST.get("reason", "")
@@ -401,3 +419,123 @@ class IncomingRequestsView(OrgView):
                 "reject_form": RejectForm(),
             },
         )
+
+
+# --- Utilisation charts (telemetry) ----------------------------------------------------------
+UTILISATION_WINDOWS = {  # picker label -> (window, step in seconds)
+    "1h": (timedelta(hours=1), 60),
+    "24h": (timedelta(hours=24), 300),
+    "7d": (timedelta(days=7), 1800),
+    "30d": (timedelta(days=30), 3600),
+}
+DEFAULT_UTILISATION_WINDOW = "24h"
+# Refresh the chart of a connection in service this often (new samples are rolled up every minute).
+UTILISATION_REFRESH_SECONDS = 60
+
+
+def _utilisation_figure(stats: telemetry.Stats) -> dict:
+    """A plotly figure (as plain data for static/js/utilisation.js) of in and out Mbps."""
+    times = [p.time.isoformat() for p in stats.points]
+    data = [
+        {"x": times, "y": [p.bps_in / 1e6 for p in stats.points], "name": "In", "type": "scatter", "mode": "lines"},
+        {"x": times, "y": [p.bps_out / 1e6 for p in stats.points], "name": "Out", "type": "scatter", "mode": "lines"},
+    ]
+    if stats.bandwidth_bps and times:
+        mbps = stats.bandwidth_bps / 1e6
+        data.append(
+            {
+                "x": [times[0], times[-1]],
+                "y": [mbps, mbps],
+                "name": "Bandwidth",
+                "type": "scatter",
+                "mode": "lines",
+                "line": {"dash": "dot", "color": "#888"},
+                "hoverinfo": "skip",
+            }
+        )
+    layout = {
+        "height": 320,
+        "margin": {"l": 60, "r": 20, "t": 10, "b": 40},
+        "yaxis": {"title": {"text": "Mbps"}, "rangemode": "tozero"},
+        "xaxis": {"type": "date"},
+        "legend": {"orientation": "h", "y": -0.2},
+        "hovermode": "x unified",
+    }
+    return {"data": data, "layout": layout, "config": {"displaylogo": False, "responsive": True}}
+
+
+def chosen_window(request) -> str:
+    """The chart window the detail page was asked for (the picker without JavaScript), or the default."""
+    window = request.GET.get("window")
+    return window if window in UTILISATION_WINDOWS else DEFAULT_UTILISATION_WINDOW
+
+
+def utilisation_context(request, *, subject, window: str | None = None) -> dict:
+    """Context of ``fabric/partials/utilisation.html`` for a connection or a port."""
+    window = window or DEFAULT_UTILISATION_WINDOW
+    span, step = UTILISATION_WINDOWS[window]
+    until = timezone.now()
+    if isinstance(subject, Port):
+        stats = telemetry.port_stats(subject, since=until - span, until=until, step_seconds=step)
+        url = reverse("fabric:port-utilisation", args=[subject.public_id])
+        live = subject.state == PortState.ACTIVE
+    else:
+        stats = telemetry.connection_stats(subject, since=until - span, until=until, step_seconds=step)
+        url = reverse("fabric:connection-utilisation", args=[subject.public_id])
+        live = subject.state == ConnectionState.ACTIVE
+    rows = [
+        {
+            "time": p.time,
+            "in_mbps": p.bps_in / 1e6,
+            "out_mbps": p.bps_out / 1e6,
+            "percent": stats.percent(max(p.bps_in, p.bps_out)),
+        }
+        for p in stats.points
+    ]
+    summary = stats.summary
+    return {
+        "traffic": {
+            "url": url,
+            "window": window,
+            "windows": list(UTILISATION_WINDOWS),
+            "step_minutes": step // 60,
+            "refresh_seconds": UTILISATION_REFRESH_SECONDS if live else None,
+            "figure": _utilisation_figure(stats) if rows else None,
+            "rows": rows,
+            "avg_in_mbps": summary["avg_bps_in"] / 1e6,
+            "avg_out_mbps": summary["avg_bps_out"] / 1e6,
+            "p95_percent": summary["p95_percent"],
+            "p95_mbps": max(summary["p95_bps_in"] or 0, summary["p95_bps_out"] or 0) / 1e6,
+            "capacity_mbps": stats.bandwidth_bps / 1e6 if stats.bandwidth_bps else None,
+        }
+    }
+
+
+class _UtilisationPartialView(OrgView):
+    """The chart fragment for the window picker and the live refresh (htmx swaps it in)."""
+
+    required_action = Action.FABRIC_VIEW
+
+    def render_chart(self, request, subject):
+        window = request.GET.get("window") or DEFAULT_UTILISATION_WINDOW
+        if window not in UTILISATION_WINDOWS:
+            return render(
+                request,
+                "fabric/partials/utilisation_error.html",
+                {"message": f"Unknown window {window[:20]!r}: choose one of {', '.join(UTILISATION_WINDOWS)}."},
+                status=400,
+            )
+        return render(
+            request, "fabric/partials/utilisation.html", utilisation_context(request, subject=subject, window=window)
+        )
+
+
+class ConnectionUtilisationView(_UtilisationPartialView):
+    def get(self, request, connection_id):
+        connection = get_object_or_404(selectors.connection_list(org=request.org), public_id=connection_id)
+        return self.render_chart(request, connection)
+
+
+class PortUtilisationView(_UtilisationPartialView):
+    def get(self, request, port_id):
+        return self.render_chart(request, self.get_org_object(Port.objects.select_related("metro"), public_id=port_id))

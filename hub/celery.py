@@ -22,8 +22,9 @@ app.conf.update(
     task_queues=[Queue(name) for name in QUEUES],
     task_default_queue="default",
     task_routes={
-        "fabric.tasks.*": {"queue": "workflows"},
+        # The first matching pattern wins: the specific one comes before the catch-all.
         "fabric.tasks.telemetry_*": {"queue": "telemetry"},
+        "fabric.tasks.*": {"queue": "workflows"},
         "security.tasks.*": {"queue": "telemetry"},
         "hub.tasks.webhook_*": {"queue": "webhooks"},
     },
@@ -65,6 +66,26 @@ app.conf.update(
         "purge-old-notifications": {
             "task": "hub.tasks.purge_old_notifications",
             "schedule": crontab(minute=47, hour=3),
+        },
+        "telemetry-rollup": {
+            "task": "fabric.tasks.telemetry_rollup",
+            "schedule": 60.0,
+        },
+        "telemetry-retention": {
+            "task": "fabric.tasks.telemetry_retention",
+            "schedule": crontab(minute=29),
+        },
+        "telemetry-simulate": {  # a no-op unless FABRIC_TELEMETRY_SIMULATE is on (the demo)
+            "task": "fabric.tasks.telemetry_simulate",
+            "schedule": 60.0,
+        },
+        "purge-old-security-scans": {
+            "task": "security.tasks.purge_old_scans",
+            "schedule": crontab(minute=53, hour=3),
+        },
+        "sweep-network-detection": {
+            "task": "security.tasks.network_sweep",
+            "schedule": 300.0,
         },
     },
 )

@@ -258,6 +258,10 @@ SPECTACULAR_SETTINGS = {
         "OrganizationKindEnum": "hub.choices.OrganizationKind",
         "DeliveryStatusEnum": "hub.choices.DeliveryStatus",
         "OfferingStatusEnum": "marketplace.choices.OfferingStatus",
+        "SecuritySeverityEnum": "security.choices.Severity",
+        "AlertStatusEnum": "security.choices.AlertStatus",
+        "AlertSourceEnum": "security.choices.AlertSource",
+        "ScanActionEnum": "security.choices.ScanAction",
     },
 }
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
@@ -302,7 +306,12 @@ NOTIFICATION_MAX_RECIPIENTS = env.int("NOTIFICATION_MAX_RECIPIENTS", default=500
 NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=90)
 
 # --- Extension points -------------------------------------------------------------------------
-HUB_DASHBOARD_TILES = ["fabric.dashboard.metros_tile"]
+HUB_DASHBOARD_TILES = [
+    "fabric.dashboard.metros_tile",
+    "fabric.dashboard.connections_by_state_tile",
+    "fabric.dashboard.busiest_connections_tile",
+    "fabric.dashboard.connection_events_tile",
+]
 
 # --- Fabric -----------------------------------------------------------------------------------
 FABRIC_DRIVER = env.str("FABRIC_DRIVER", default="fabric.drivers.simulated.SimulatedDriver")
@@ -320,4 +329,36 @@ FABRIC_RETRY_BACKOFF_MAX_SECONDS = env.float("FABRIC_RETRY_BACKOFF_MAX_SECONDS",
 FABRIC_STEP_TIMEOUT_SECONDS = env.int("FABRIC_STEP_TIMEOUT_SECONDS", default=300)
 FABRIC_STALL_SECONDS = env.int("FABRIC_STALL_SECONDS", default=120)
 FABRIC_MAX_ORG_BANDWIDTH_MBPS = env.int("FABRIC_MAX_ORG_BANDWIDTH_MBPS", default=1_000_000)
-FABRIC_CONNECTION_GUARDS = ["fabric.guards.max_org_bandwidth"]
+FABRIC_CONNECTION_GUARDS = ["fabric.guards.max_org_bandwidth", "security.guards.policy"]
+
+# --- Fabric telemetry (docs/TELEMETRY.md) -------------------------------------------------------
+FABRIC_TELEMETRY_RETENTION_DAYS = env.int("FABRIC_TELEMETRY_RETENTION_DAYS", default=7)  # raw samples
+FABRIC_TELEMETRY_ROLLUP_5M_RETENTION_DAYS = env.int("FABRIC_TELEMETRY_ROLLUP_5M_RETENTION_DAYS", default=90)
+FABRIC_TELEMETRY_ROLLUP_1H_RETENTION_DAYS = env.int("FABRIC_TELEMETRY_ROLLUP_1H_RETENTION_DAYS", default=730)
+FABRIC_TELEMETRY_MAX_SAMPLES = env.int("FABRIC_TELEMETRY_MAX_SAMPLES", default=10_000)  # per ingest call
+FABRIC_TELEMETRY_FUTURE_TOLERANCE_SECONDS = env.int("FABRIC_TELEMETRY_FUTURE_TOLERANCE_SECONDS", default=300)
+FABRIC_TELEMETRY_MAX_STATS_DAYS = env.int("FABRIC_TELEMETRY_MAX_STATS_DAYS", default=366)
+FABRIC_TELEMETRY_MAX_POINTS = env.int("FABRIC_TELEMETRY_MAX_POINTS", default=10_000)  # per stats series
+# The demo's beat task that keeps ACTIVE connections' telemetry flowing (off unless asked for).
+FABRIC_TELEMETRY_SIMULATE = env.bool("FABRIC_TELEMETRY_SIMULATE", default=False)
+FABRIC_TELEMETRY_SIMULATE_INTERVAL_SECONDS = env.int("FABRIC_TELEMETRY_SIMULATE_INTERVAL_SECONDS", default=60)
+
+# --- Security -----------------------------------------------------------------------------------
+SECURITY_SCAN_MAX_CONTENT_BYTES = env.int("SECURITY_SCAN_MAX_CONTENT_BYTES", default=32 * 1024)
+SECURITY_SCAN_MAX_TOTAL_BYTES = env.int("SECURITY_SCAN_MAX_TOTAL_BYTES", default=256 * 1024)
+SECURITY_SCAN_MAX_BATCH = env.int("SECURITY_SCAN_MAX_BATCH", default=100)
+SECURITY_SCAN_RETENTION_DAYS = env.int("SECURITY_SCAN_RETENTION_DAYS", default=90)
+SECURITY_CORRELATION_WINDOW_MINUTES = env.int("SECURITY_CORRELATION_WINDOW_MINUTES", default=30)
+# Network detection (security/network.py): how much telemetry each analysis reads, at what step,
+# how often the beat sweep runs, and the detectors' thresholds (fields of DetectionConfig).
+SECURITY_NETWORK_LOOKBACK_SECONDS = env.int("SECURITY_NETWORK_LOOKBACK_SECONDS", default=24 * 3600)
+SECURITY_NETWORK_STEP_SECONDS = env.int("SECURITY_NETWORK_STEP_SECONDS", default=60)  # raw samples
+SECURITY_NETWORK_SWEEP_SECONDS = env.int("SECURITY_NETWORK_SWEEP_SECONDS", default=300)
+SECURITY_NETWORK_DETECTION = {
+    "spike_z": env.float("SECURITY_NETWORK_SPIKE_Z", default=6.0),
+    "spike_min_ratio": env.float("SECURITY_NETWORK_SPIKE_MIN_RATIO", default=2.0),
+    "cusum_h": env.float("SECURITY_NETWORK_CUSUM_H", default=12.0),
+}
+SECURITY_DASHBOARD_CACHE_SECONDS = env.int("SECURITY_DASHBOARD_CACHE_SECONDS", default=15)
+SECURITY_DASHBOARD_HOUR_CACHE_SECONDS = env.int("SECURITY_DASHBOARD_HOUR_CACHE_SECONDS", default=6 * 3600)
+SECURITY_LIVE_REFRESH_SECONDS = env.int("SECURITY_LIVE_REFRESH_SECONDS", default=10)

@@ -3,12 +3,21 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 
 from fabric.choices import ConnectionState
 from hub.models import OrgOwnedModel, OrgOwnedQuerySet, TimeStampedModel
 from marketplace.choices import ApprovalMode, Category, OfferingStatus, PriceUnit
+
+
+class SearchDocumentField(SearchVectorField):
+    """A stored ``tsvector`` (PostgreSQL; SQLite keeps it NULL). Only the column type and the ``@@``
+    lookup are used, and neither needs ``django.contrib.postgres`` in INSTALLED_APPS, so its check is off."""
+
+    def _check_postgres_installed(self, *args):
+        return []
 
 
 class ProviderProfile(TimeStampedModel):
@@ -29,6 +38,13 @@ class ProviderProfile(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # The provider's name is part of each of its offerings' search documents.
+        from marketplace.search import refresh_search_documents
+
+        refresh_search_documents(Offering.objects.filter(provider=self))
 
 
 class OfferingQuerySet(OrgOwnedQuerySet):
@@ -64,12 +80,23 @@ class Offering(OrgOwnedModel):
     gpu_memory_gb = models.FloatField(null=True, blank=True, db_index=True)
     published_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    # Kept current by AccessPoint.save()/delete(): the regions (sorted codes, e.g. "AMER EMEA") of the
+    # metros where the offering is reachable, so the region facet needs no join.
+    regions = models.CharField(max_length=20, blank=True, default="", editable=False)
+    # PostgreSQL only (NULL elsewhere): name, provider, accelerator, tags, summary and description,
+    # weighted A to D; kept current by save() and searched through a GIN index (see marketplace/search.py).
+    search_vector = SearchDocumentField(null=True, editable=False)
 
     objects = OfferingQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
-        indexes = [models.Index(fields=["status", "category"], name="offering_status_category")]
+        indexes = [
+            models.Index(fields=["status", "category"], name="offering_status_category"),
+            # The catalog's default and price orders walk these, so a page does not sort the whole catalog.
+            models.Index(fields=["name", "id"], name="offering_name_id"),
+            models.Index(fields=["price_amount", "id"], name="offering_price_id"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["provider", "slug"], name="offering_slug_unique_per_provider"),
             models.CheckConstraint(condition=Q(price_amount__gte=0), name="offering_price_not_negative"),
@@ -79,6 +106,24 @@ class Offering(OrgOwnedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def price_display(self) -> str:
+        """``23.92 USD per hour``: at least two decimals, at most four."""
+        amount = f"{self.price_amount:,.4f}".rstrip("0")
+        if len(amount.split(".")[1]) < 2:
+            amount = f"{self.price_amount:,.2f}"
+        return f"{amount} {self.currency} {self.get_price_unit_display()}"
+
+    _SEARCHED = frozenset({"name", "summary", "description", "tags", "accelerator", "provider"})
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or self._SEARCHED & set(update_fields):
+            from marketplace.search import refresh_search_documents
+
+            refresh_search_documents(Offering.objects.filter(pk=self.pk))
 
 
 class AccessPoint(TimeStampedModel):
@@ -101,6 +146,30 @@ class AccessPoint(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.offering} at {self.port.metro.code}"
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        refresh_regions([self.offering_id])
+
+    def delete(self, *args, **kwargs):
+        offering_id = self.offering_id
+        result = super().delete(*args, **kwargs)
+        refresh_regions([offering_id])
+        return result
+
+
+def refresh_regions(offering_ids) -> None:
+    """Recompute ``Offering.regions`` from the offerings' access points."""
+    reach: dict[int, set[str]] = {pk: set() for pk in offering_ids}
+    rows = AccessPoint.objects.filter(offering_id__in=offering_ids).values_list("offering_id", "port__metro__region")
+    for offering_id, region in rows:
+        reach[offering_id].add(region)
+    for offering_id, regions in reach.items():
+        Offering.objects.filter(pk=offering_id).update(regions=regions_text(regions))
+
+
+def regions_text(regions) -> str:
+    return " ".join(sorted(regions))
 
 
 # Order status as the customer reads it, from the connection's state.
@@ -142,3 +211,8 @@ class Order(OrgOwnedModel):
     @property
     def status(self) -> str:
         return ORDER_STATUS[self.connection.state]
+
+    @property
+    def status_display(self) -> str:
+        """``Pending provider``, ``Active``, ...: the status in words."""
+        return self.status.replace("_", " ").capitalize()

@@ -456,3 +456,31 @@ def order_create(
         },
     )
     return OrderResult(plan=plan, quote=quote, order=order)
+
+
+# --- Platform operators (added with the provider console: the Django admin's verify action) ---
+@transaction.atomic
+def provider_set_verified(*, actor, profiles, verified: bool) -> int:
+    """Mark providers verified (or not) after a platform operator checked them; only staff may.
+
+    Each change is audited in the provider's organization so its members see who vouched for it.
+    Returns how many profiles changed.
+    """
+    if actor is None or not actor.is_staff:
+        raise PermissionDenied("Only platform operators verify providers.", code="not_staff")
+    changed = 0
+    for profile in ProviderProfile.objects.select_for_update().filter(pk__in=[p.pk for p in profiles]):
+        if profile.verified == verified:
+            continue
+        profile.verified = verified
+        profile.save(update_fields=["verified", "updated_at"])
+        audit_record(
+            org=profile.organization,
+            actor=actor,
+            action="provider.verify" if verified else "provider.unverify",
+            target=profile,
+            before={"verified": not verified},
+            after={"verified": verified},
+        )
+        changed += 1
+    return changed

@@ -21,7 +21,8 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-"$VENV/bin/celery" -A hub worker -B -s var/celerybeat-schedule -Q default,workflows,telemetry,webhooks \
+# The demo's connections keep producing simulated traffic, so the charts and the detection move.
+FABRIC_TELEMETRY_SIMULATE="${FABRIC_TELEMETRY_SIMULATE:-1}" "$VENV/bin/celery" -A hub worker -B -s var/celerybeat-schedule -Q default,workflows,telemetry,webhooks \
   --concurrency 2 -l warning &
 pids+=($!)
 "$PY" manage.py runserver "$HOST:$PORT" --noreload &

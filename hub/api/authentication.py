@@ -4,6 +4,7 @@ from rest_framework import authentication, exceptions
 
 from hub import context
 from hub.services import api_token_authenticate
+from hub.signals import announce_token_misuse
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -23,6 +24,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("The token is malformed.")) from exc
         token, reason = api_token_authenticate(secret)
         if token is None:
+            announce_token_misuse(secret, request._request)
             raise exceptions.AuthenticationFailed(reason)
         context.bind_token(token.pk)
         django_request = request._request

@@ -2,8 +2,15 @@ from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 
 
 class HubPagination(LimitOffsetPagination):
+    """Limit/offset, with the offset capped so a huge one is an empty page, never a database error
+    (PostgreSQL's OFFSET is a bigint)."""
+
     default_limit = 50
     max_limit = 500
+    max_offset = 10**9
+
+    def get_offset(self, request):
+        return min(super().get_offset(request), self.max_offset)
 
 
 class TimelineCursorPagination(CursorPagination):

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from fabric.api.serializers import ConnectionSerializer
+from marketplace import search
 from marketplace.choices import ApprovalMode, Category, OfferingStatus, PriceUnit
 from marketplace.models import AccessPoint, Offering, Order, ProviderProfile
 
@@ -115,14 +116,40 @@ class OfferingUpdateSerializer(_OfferingFields):
             field.required = False
 
 
+def _facet_param(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=60),
+        required=False,
+        max_length=20,
+        help_text=f"{help_text} Repeat the parameter (or separate with commas) for any of several values.",
+    )
+
+
 class OfferingQuerySerializer(serializers.Serializer):
-    category = serializers.ChoiceField(choices=Category.choices, required=False)
-    provider = serializers.SlugField(required=False)
+    """Search, facet filters and sort of the catalog; the same parameters as the catalog page's URL.
+
+    An unknown facet value, sort or metro is a 400 with a field error, never a silently wider answer.
+    """
+
+    q = serializers.CharField(
+        max_length=200, required=False, help_text="Full-text search (ranked on PostgreSQL); quotes and - work."
+    )
+    category = _facet_param(f"Category: {', '.join(Category.values)}.")
+    provider = _facet_param("Provider slug.")
+    region = _facet_param("Region of an access point's metro: AMER, EMEA or APAC.")
+    metro = _facet_param("Metro code of an access point, e.g. FR.")
+    accelerator = _facet_param("Accelerator, e.g. H100 (case-insensitive).")
+    gpu_memory = _facet_param(f"GPU memory band: {', '.join(b.key for b in search.GPU_MEMORY_BANDS)}.")
+    compliance = _facet_param("Compliance attestation, e.g. SOC 2.")
+    price = _facet_param("Price band (per price unit), as listed by the facets endpoint, e.g. hour-1-5.")
     status = serializers.ChoiceField(choices=OfferingStatus.choices, required=False)
-    metro = serializers.CharField(max_length=4, required=False)
-    accelerator = serializers.CharField(max_length=40, required=False)
-    min_gpu_count = serializers.IntegerField(min_value=1, required=False)
-    q = serializers.CharField(max_length=200, required=False)
+    min_gpu_count = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    sort = serializers.ChoiceField(
+        choices=list(search.SORTS), required=False, help_text="Default: relevance with q, else name."
+    )
+    from_metro = serializers.CharField(
+        max_length=4, required=False, help_text="Metro code latency is estimated from (needed by sort=latency)."
+    )
 
 
 class FacetValueSerializer(serializers.Serializer):
@@ -132,10 +159,15 @@ class FacetValueSerializer(serializers.Serializer):
 
 
 class FacetsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Offerings matching every filter.")
     category = FacetValueSerializer(many=True)
     provider = FacetValueSerializer(many=True)
-    accelerator = FacetValueSerializer(many=True)
+    region = FacetValueSerializer(many=True)
     metro = FacetValueSerializer(many=True)
+    accelerator = FacetValueSerializer(many=True)
+    gpu_memory = FacetValueSerializer(many=True)
+    compliance = FacetValueSerializer(many=True)
+    price = FacetValueSerializer(many=True)
 
 
 class OrderConnectionSerializer(ConnectionSerializer):

@@ -1,17 +1,40 @@
+import hashlib
+
+from django.core.cache import cache
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from fabric.models import Port
 from hub.api.idempotency import run_idempotent
+from hub.api.pagination import HubPagination
 from hub.api.viewsets import OrgScopedMixin
 from hub.errors import NotFound
 from hub.roles import Action
 from marketplace import selectors, services
 from marketplace.api import serializers as s
 from marketplace.models import Offering, Order, ProviderProfile
+from marketplace.search import CatalogQueryError
+
+
+class CatalogPagination(HubPagination):
+    """Counting a catalog of 100,000 offerings costs more than reading a page of it, so the count of a
+    given question (organization + filters) is reused for ``COUNT_SECONDS``: ``count`` may lag a
+    listing published seconds ago, the results never do.
+    """
+
+    COUNT_SECONDS = 10
+
+    def get_count(self, queryset):
+        request = self.request
+        params = sorted((k, v) for k, v in request.query_params.lists() if k not in ("limit", "offset"))
+        digest = hashlib.sha256(
+            repr((getattr(request._request, "org", None) and request._request.org.pk, params)).encode()
+        )
+        return cache.get_or_set(f"offering-count:{digest.hexdigest()}", queryset.count, self.COUNT_SECONDS)
 
 
 class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
@@ -58,13 +81,19 @@ class OfferingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     ordering_fields = ["name", "price_amount", "published_at", "created_at"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
+    pagination_class = CatalogPagination
+
+    def _catalog_params(self) -> dict:
+        query = s.OfferingQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data
+
     def get_queryset(self):
-        params = {}
-        if self.action in ("list", "facets"):
-            query = s.OfferingQuerySerializer(data=self.request.query_params)
-            query.is_valid(raise_exception=True)
-            params = query.validated_data
-        return selectors.offering_list(org=_org(self.request), params=params)
+        params = self._catalog_params() if self.action == "list" else {}
+        try:
+            return selectors.offering_list(org=_org(self.request), params=params)
+        except CatalogQueryError as exc:
+            raise ValidationError({name: [message] for name, message in exc.errors.items()}) from exc
 
     def get_serializer_class(self):
         return s.OfferingDetailSerializer if self.action == "retrieve" else s.OfferingSerializer
@@ -110,8 +139,12 @@ class OfferingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(parameters=[s.OfferingQuerySerializer], responses=s.FacetsSerializer)
     @action(detail=False)
     def facets(self, request):
-        """Counts per category, provider, accelerator and metro under the same filters as the list."""
-        return Response(selectors.offering_facets(offerings=self.filter_queryset(self.get_queryset())))
+        """Counts per category, provider, region, metro, accelerator, GPU memory band, compliance and price
+        band under the same parameters as the list; each facet's counts ignore that facet's own selection."""
+        try:
+            return Response(selectors.offering_facets(org=_org(request), params=self._catalog_params()))
+        except CatalogQueryError as exc:
+            raise ValidationError({name: [message] for name, message in exc.errors.items()}) from exc
 
     @extend_schema(responses=s.AccessPointSerializer(many=True))
     @action(detail=True, url_path="access-points")

@@ -224,3 +224,10 @@ def test_nul_characters_in_a_path_are_a_400_not_a_500(owner, token_client, url):
     assert response.status_code == 400
     if url.startswith("/api/"):
         assert _error(response, 400)["code"] == "invalid_path"
+
+
+@pytest.mark.parametrize("url", ["/api/v1/tokens/", "/api/v1/webhooks/", "/api/v1/ports/", "/api/v1/connections/"])
+def test_a_huge_offset_is_an_empty_page_not_a_500(owner, token_client, url):
+    response = token_client(owner).get(url, {"offset": "9" * 30, "limit": 10})
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["results"] == []

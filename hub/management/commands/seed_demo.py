@@ -4,9 +4,12 @@ from django.db import transaction
 
 from fabric.demo import seed_fabric_demo
 from fabric.services import metros_load
+from fabric.telemetry_simulation import seed_demo_telemetry
 from hub.choices import OrganizationKind, Role
 from hub.models import Membership, Organization, User
 from marketplace.demo import seed_marketplace_demo
+from security.demo import seed_security_demo
+from security.network import analyse_recent
 
 DEMO_PASSWORD = "interconnect-demo"
 
@@ -55,6 +58,10 @@ class Command(BaseCommand):
             f"{counts['offerings']} offerings and {counts['access_points']} access points created; "
             f"{counts['published']} offerings published."
         )
+        self.stdout.write(f"Telemetry: {seed_demo_telemetry()} samples of the demo's connections, rolled up.")
+        security = seed_security_demo()
+        self.stdout.write(f"Security: {security['scans']} scans and {security['alerts']} alerts created.")
+        self.stdout.write(f"Network detection: {analyse_recent()} findings in the telemetry raised as alerts.")
         self.stdout.write(self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:"))
         for email, _, slug, role in [*PEOPLE, ("ops@hub.example", "", "hub-operations", "OPERATOR (staff, /admin/)")]:
             self.stdout.write(f"  {email:<32} {slug:<16} {role}")

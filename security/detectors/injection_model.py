@@ -1,0 +1,258 @@
+"""A small logistic-regression model over hashed word and character n-grams.
+
+It is trained offline (``python manage.py train_injection_model``) on the labelled prompts in
+``security/data/prompt-injection/`` and shipped as ``data/injection_model.bin`` (zlib-compressed
+float32 weights) plus ``data/injection_model.json`` (settings, bias, threshold, data digest).
+Training is pure Python and deterministic: same data and settings, same bytes.
+
+Features of a text, read as its normalised sentences (see :mod:`security.detectors.normalize`):
+words, word pairs and the 3- to 5-character n-grams of each word, hashed with CRC-32 into
+``2**bits`` buckets, binary, scaled to unit length. Character n-grams carry the model across
+languages and spelling tricks. A document's features are the union of its sentences', so the
+detector scores a document and each of its sentences from one pass of feature extraction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import zlib
+from array import array
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+WEIGHTS_FILE = DATA_DIR / "injection_model.bin"
+META_FILE = DATA_DIR / "injection_model.json"
+
+_WORD = re.compile(r"\w+")
+MAX_WORD = 24  # longer runs (CJK sentences, hashes) only contribute their first characters
+MAX_MODEL_CHARS = 6_000  # the model reads the start of very long texts (rules read everything)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bits: int = 18
+    char_min: int = 3
+    char_max: int = 5
+    epochs: int = 6
+    learning_rate: float = 0.4
+    l2: float = 2e-6
+    seed: int = 20240611
+
+
+@lru_cache(maxsize=200_000)
+def _word_buckets(word: str, mask: int, char_min: int, char_max: int) -> tuple[int, ...]:
+    crc = zlib.crc32
+    buckets = [crc(b"w:" + word.encode()) & mask]
+    padded = f" {word[:MAX_WORD]} ".encode()
+    for n in range(char_min, char_max + 1):
+        for i in range(len(padded) - n + 1):
+            buckets.append(crc(padded[i : i + n]) & mask)
+    return tuple(buckets)
+
+
+def features(text: str, settings: Settings) -> set[int]:
+    """Distinct bucket ids of one normalised sentence (word pairs do not cross lines)."""
+    mask = (1 << settings.bits) - 1
+    buckets: set[int] = set()
+    crc = zlib.crc32
+    for line in text.split("\n"):
+        words = _WORD.findall(line)
+        for word in words:
+            buckets.update(_word_buckets(word, mask, settings.char_min, settings.char_max))
+        for first, second in pairwise(words):
+            buckets.add(crc(f"b:{first} {second}".encode()) & mask)
+    return buckets
+
+
+def within_budget(sentences: Sequence[str]) -> list[str]:
+    """The leading sentences the model reads: at most ``MAX_MODEL_CHARS`` characters in all."""
+    kept, total = [], 0
+    for sentence in sentences:
+        if total >= MAX_MODEL_CHARS:
+            break
+        kept.append(sentence[: MAX_MODEL_CHARS - total])
+        total += len(sentence) + 1
+    return kept
+
+
+def document_features(sentences: Sequence[str], settings: Settings) -> list[int]:
+    """Sorted bucket ids of a document given as normalised sentences (the union of theirs)."""
+    buckets: set[int] = set()
+    for sentence in within_budget(sentences):
+        buckets |= features(sentence, settings)
+    return sorted(buckets)
+
+
+@dataclass
+class Model:
+    settings: Settings
+    weights: array  # float32, 2**bits
+    bias: float
+    threshold: float = 0.5
+    meta: dict = field(default_factory=dict)
+
+    def margin(self, buckets: Collection[int]) -> float:
+        if not buckets:
+            return self.bias
+        return self.bias + sum(map(self.weights.__getitem__, buckets)) / math.sqrt(len(buckets))
+
+    def probability_of(self, buckets: Collection[int]) -> float:
+        return sigmoid(self.margin(buckets))
+
+    def probability(self, sentences: Sequence[str]) -> float:
+        """P(injection) for a document given as normalised sentences."""
+        return sigmoid(self.margin(document_features(sentences, self.settings)))
+
+    def save(self, weights_path: Path = WEIGHTS_FILE, meta_path: Path = META_FILE) -> None:
+        weights_path.parent.mkdir(parents=True, exist_ok=True)
+        weights_path.write_bytes(zlib.compress(self.weights.tobytes(), 9))
+        self.meta = {
+            **self.meta,
+            "settings": self.settings.__dict__,
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+        }
+        meta_path.write_text(json.dumps(self.meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, weights_path: Path = WEIGHTS_FILE, meta_path: Path = META_FILE) -> Model:
+        meta = json.loads(meta_path.read_text())
+        weights = array("f")
+        weights.frombytes(zlib.decompress(weights_path.read_bytes()))
+        settings = Settings(**meta["settings"])
+        if len(weights) != 1 << settings.bits:
+            raise ValueError(f"{weights_path} holds {len(weights)} weights, expected {1 << settings.bits}.")
+        return cls(settings, weights, float(meta["bias"]), float(meta["threshold"]), meta)
+
+
+def sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def train(rows: Sequence[Sequence[int]], labels: Sequence[int], settings: Settings) -> Model:
+    """Logistic regression by AdaGrad SGD on bucket-id rows, classes weighted to balance, seeded order.
+
+    Deterministic for the same inputs.
+    """
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    class_weight = {1: len(labels) / (2 * positives), 0: len(labels) / (2 * negatives)}
+    size = 1 << settings.bits
+    w = [0.0] * size
+    g2 = [1e-8] * size
+    bias, bias_g2 = 0.0, 1e-8
+    order = list(range(len(rows)))
+    rng = random.Random(settings.seed)  # noqa: S311  (a reproducible order, not a secret)
+    lr, l2 = settings.learning_rate, settings.l2
+    sqrt = math.sqrt
+    for _ in range(settings.epochs):
+        rng.shuffle(order)
+        for idx in order:
+            buckets = rows[idx]
+            if not buckets:
+                continue
+            scale = 1.0 / sqrt(len(buckets))
+            z = bias + sum(map(w.__getitem__, buckets)) * scale
+            error = (sigmoid(z) - labels[idx]) * class_weight[labels[idx]]
+            grad = error * scale
+            for i in buckets:
+                g = grad + l2 * w[i]
+                g2[i] += g * g
+                w[i] -= lr * g / sqrt(g2[i])
+            bias_g2 += error * error
+            bias -= lr * error / sqrt(bias_g2)
+    return Model(settings, array("f", w), bias)
+
+
+def load_rows(path: Path) -> list[dict]:
+    """The labelled rows of a JSON-lines file: ``{"text", "label": "injection" | "benign", "source"}``."""
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("label") not in {"injection", "benign"} or not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}:{number}: expected a text and a label 'injection' or 'benign'.")
+            rows.append(row)
+    return rows
+
+
+def rates(flags: Sequence[bool], labels: Sequence[int]) -> dict[str, float]:
+    """Balanced accuracy, true- and false-positive rates of binary decisions."""
+    tp = sum(1 for f, y in zip(flags, labels, strict=True) if f and y)
+    fp = sum(1 for f, y in zip(flags, labels, strict=True) if f and not y)
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    tpr = tp / positives if positives else 0.0
+    fpr = fp / negatives if negatives else 0.0
+    return {"balanced_accuracy": (tpr + 1 - fpr) / 2, "tpr": tpr, "fpr": fpr}
+
+
+def choose_threshold(
+    probabilities: Sequence[float], labels: Sequence[int], forced: Sequence[bool], *, max_fpr: float
+) -> float:
+    """The threshold with the best balanced accuracy whose false-positive rate stays <= ``max_fpr``.
+
+    ``forced`` marks rows the rules flag whatever the model says: they count at every threshold.
+    """
+    best, best_key = 0.5, (-1.0, 0.0)
+    for step in range(10, 100):
+        threshold = step / 100
+        flags = [f or p >= threshold for p, f in zip(probabilities, forced, strict=True)]
+        r = rates(flags, labels)
+        key = (r["balanced_accuracy"] if r["fpr"] <= max_fpr else -1.0 + (1 - r["fpr"]), -abs(threshold - 0.5))
+        if key > best_key:
+            best, best_key = threshold, key
+    return best
+
+
+def cross_validate(
+    rows: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    settings: Settings,
+    folds: int,
+    *,
+    sentences: Sequence[Sequence[Collection[int]]] = (),
+    extra: Sequence[tuple[int, Sequence[int], int]] = (),
+    groups: Sequence[int] | None = None,
+) -> list[float]:
+    """Out-of-fold probabilities: each row scored by a model trained on the other folds (seeded split).
+
+    A row's score is its document's probability, or the highest of its ``sentences``' if higher
+    (the detector scores the sentences of retrieved content). ``extra`` rows are derived from a
+    row (its index, bucket ids, label): a fold trains on them only when it trains on that row.
+    Rows of one ``groups`` value (near-duplicates) always share a fold.
+    """
+    groups = list(range(len(rows))) if groups is None else list(groups)
+    keys = sorted(set(groups))
+    random.Random(settings.seed).shuffle(keys)  # noqa: S311
+    fold_of_group = {key: position % folds for position, key in enumerate(keys)}
+    fold_of = [fold_of_group[group] for group in groups]
+    order = list(range(len(rows)))
+    oof = [0.0] * len(rows)
+    for fold in range(folds):
+        train_rows = [rows[i] for i in order if fold_of[i] != fold]
+        train_labels = [labels[i] for i in order if fold_of[i] != fold]
+        for source, row, label in extra:
+            if fold_of[source] != fold:
+                train_rows.append(row)
+                train_labels.append(label)
+        model = train(train_rows, train_labels, settings)
+        for i in order:
+            if fold_of[i] == fold:
+                scored = [model.probability_of(s) for s in (sentences[i] if sentences else ())]
+                oof[i] = max([model.probability_of(rows[i]), *scored])
+    return oof

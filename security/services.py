@@ -1,0 +1,940 @@
+"""Writes of the security app: the policy, scan profiles, scans, alerts and incidents.
+
+Every service is keyword-only and atomic, checks the member's role (``SECURITY_MANAGE`` for
+writes) and writes an audit event. Scans never store content: findings keep redacted excerpts only.
+"""
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from fabric.models import Connection, Metro, Port
+from hub.errors import Conflict, DomainError, NotFound
+from hub.events import publish
+from hub.models import Membership, Organization, User
+from hub.roles import Action
+from hub.services import audit_record, require_action
+from marketplace.choices import Category
+from marketplace.models import ProviderProfile
+from security import detectors
+from security.choices import (
+    ACTION_RANK,
+    SEVERITY_RANK,
+    AlertCategory,
+    AlertSource,
+    AlertStatus,
+    ContentKind,
+    IncidentStatus,
+    ScanAction,
+    Severity,
+    Verdict,
+    can_transition,
+    category_label,
+)
+from security.events import ALERT_CREATED
+from security.models import Alert, AlertNote, Incident, Policy, Scan, ScanProfile, default_severity_actions
+
+DEFAULT_PROFILE_NAME = "default"
+_UNSET = object()
+
+
+# --- Policy ----------------------------------------------------------------------------------
+def known_zones() -> list[str]:
+    """The sovereignty zones of the fabric's metros: the only zones a policy may allow."""
+    return sorted(set(Metro.objects.values_list("sovereignty_zone", flat=True)))
+
+
+def _policy_snapshot(policy: Policy) -> dict:
+    return {
+        "allowed_zones": list(policy.allowed_zones),
+        "blocked_categories": list(policy.blocked_categories),
+        "blocked_providers": sorted(policy.blocked_providers.values_list("slug", flat=True)) if policy.pk else [],
+        "approval_bandwidth_mbps": policy.approval_bandwidth_mbps,
+    }
+
+
+def _clean_zones(zones) -> list[str]:
+    cleaned = sorted({str(zone).strip().upper() for zone in zones if str(zone).strip()})
+    unknown = sorted(set(cleaned) - set(known_zones()))
+    if unknown:
+        raise DomainError(
+            f"Unknown sovereignty zone(s): {', '.join(unknown)}. Known zones: {', '.join(known_zones())}.",
+            field="allowed_zones",
+        )
+    return cleaned
+
+
+def _clean_categories(categories) -> list[str]:
+    cleaned = sorted({str(category).strip().upper() for category in categories if str(category).strip()})
+    unknown = sorted(set(cleaned) - set(Category.values))
+    if unknown:
+        raise DomainError(
+            f"Unknown categories: {', '.join(unknown)}. Known: {', '.join(Category.values)}.",
+            field="blocked_categories",
+        )
+    return cleaned
+
+
+@transaction.atomic
+def policy_update(
+    *,
+    membership: Membership,
+    allowed_zones=_UNSET,
+    blocked_categories=_UNSET,
+    blocked_providers=_UNSET,
+    approval_bandwidth_mbps=_UNSET,
+) -> Policy:
+    """Change the organization's policy (created on first change). Only the given fields change;
+    the audit event holds the fields that changed, before and after."""
+    require_action(membership, Action.SECURITY_MANAGE)
+    org = membership.organization
+    policy, _ = Policy.objects.select_for_update().get_or_create(organization=org)
+    before = _policy_snapshot(policy)
+    if allowed_zones is not _UNSET:
+        policy.allowed_zones = _clean_zones(allowed_zones)
+    if blocked_categories is not _UNSET:
+        policy.blocked_categories = _clean_categories(blocked_categories)
+    if approval_bandwidth_mbps is not _UNSET:
+        if approval_bandwidth_mbps is not None and approval_bandwidth_mbps <= 0:
+            raise DomainError("The approval bandwidth is a positive number of Mbps.", field="approval_bandwidth_mbps")
+        policy.approval_bandwidth_mbps = approval_bandwidth_mbps
+    policy.updated_by = membership.user
+    policy.save()
+    if blocked_providers is not _UNSET:
+        providers = list(blocked_providers)
+        if any(not isinstance(provider, ProviderProfile) for provider in providers):
+            raise DomainError("Blocked providers must be provider profiles.", field="blocked_providers")
+        policy.blocked_providers.set(providers)
+    after = _policy_snapshot(policy)
+    changed = [name for name in after if after[name] != before[name]]
+    if changed:
+        audit_record(
+            org=org,
+            actor=membership.user,
+            action="policy.update",
+            target=policy,
+            before={name: before[name] for name in changed},
+            after={name: after[name] for name in changed},
+        )
+    return policy
+
+
+@transaction.atomic
+def policy_denial_record(
+    *,
+    org_id: int,
+    actor_id: int | None,
+    a_port_id: int,
+    z_port_id: int,
+    bandwidth_mbps: int,
+    connection_id: int | None,
+    reasons: list[str],
+) -> Alert:
+    """Record a connection the policy refused: an audit event and a policy alert."""
+    org = Organization.objects.get(pk=org_id)
+    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
+    ports = Port.objects.select_related("metro").in_bulk([a_port_id, z_port_id])
+    a_port, z_port = ports[a_port_id], ports[z_port_id]
+    connection = Connection.objects.filter(pk=connection_id).first() if connection_id else None
+    evidence = {
+        "reasons": reasons,
+        "requested_by": actor.email if actor else "",
+        "a_metro": a_port.metro.code,
+        "z_metro": z_port.metro.code,
+        "z_port": str(z_port.public_id),
+        "bandwidth_mbps": bandwidth_mbps,
+        "bandwidth_change": connection is not None,
+    }
+    audit_record(org=org, actor=actor, action="policy.deny", target=connection or z_port, after=evidence)
+    alert, _ = alert_raise(
+        org=org,
+        category=AlertCategory.POLICY_DENIAL,
+        severity=Severity.MEDIUM,
+        source=AlertSource.POLICY,
+        dedup_key=f"policy_denial:{z_port.public_id}",
+        title=f"Connection to {z_port.metro.name} ({z_port.metro.code}) refused by policy",
+        evidence=evidence,
+        connection=connection,
+    )
+    return alert
+
+
+# --- Scan profiles ---------------------------------------------------------------------------
+_DOMAIN = re.compile(r"^(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+PROFILE_FIELDS = (
+    "name",
+    "description",
+    "detectors",
+    "thresholds",
+    "severity_actions",
+    "category_actions",
+    "url_allow_domains",
+    "url_block_domains",
+    "is_default",
+)
+
+
+def _clean_detectors(names) -> list[str]:
+    if not isinstance(names, (list, tuple)):
+        raise DomainError("List the detectors to run.", field="detectors")
+    unknown = sorted({str(name) for name in names} - set(detectors.DETECTORS))
+    if unknown:
+        raise DomainError(
+            f"Unknown detector(s): {', '.join(unknown)}. Known: {', '.join(sorted(detectors.DETECTORS))}.",
+            field="detectors",
+        )
+    return [name for name in detectors.DETECTORS if name in names]
+
+
+def _clean_thresholds(thresholds) -> dict[str, float]:
+    if not isinstance(thresholds, dict):
+        raise DomainError("Thresholds map a detector to a score between 0 and 1.", field="thresholds")
+    cleaned = {}
+    for name, value in thresholds.items():
+        if name not in detectors.DETECTORS:
+            raise DomainError(f"Unknown detector {name!r} in thresholds.", field="thresholds")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise DomainError(f"The threshold of {name} must be a number between 0 and 1.", field="thresholds")
+        cleaned[name] = float(value)
+    return cleaned
+
+
+def _clean_actions(mapping, *, field_name: str, keys: list[str] | None) -> dict[str, str]:
+    if not isinstance(mapping, dict):
+        raise DomainError("Map each key to block, alert or allow.", field=field_name)
+    cleaned = {}
+    for key, value in mapping.items():
+        key = str(key).strip()
+        if keys is not None:
+            key = key.upper()
+            if key not in keys:
+                raise DomainError(f"Unknown severity {key!r}; use {', '.join(keys)}.", field=field_name)
+        elif not key or len(key) > 60:
+            raise DomainError("A category is 1 to 60 characters.", field=field_name)
+        if value not in ScanAction.values:
+            raise DomainError(f"The action for {key} must be block, alert or allow.", field=field_name)
+        cleaned[key] = value
+    return cleaned
+
+
+def _clean_domains(domains, *, field_name: str) -> list[str]:
+    if not isinstance(domains, (list, tuple)):
+        raise DomainError("Give a list of domain names.", field=field_name)
+    cleaned = []
+    for domain in domains:
+        name = str(domain).strip().lower().rstrip(".")
+        if not _DOMAIN.match(name):
+            raise DomainError(f"{domain!r} is not a domain name (e.g. example.com or *.example.com).", field=field_name)
+        cleaned.append(name)
+    return sorted(set(cleaned))
+
+
+def _apply_profile_changes(profile: ScanProfile, changes: dict) -> None:
+    unknown = set(changes) - set(PROFILE_FIELDS)
+    if unknown:
+        raise DomainError(f"Unknown profile field(s): {', '.join(sorted(unknown))}.")
+    if "name" in changes:
+        name = str(changes["name"]).strip()
+        if not name or len(name) > 60:
+            raise DomainError("Give the profile a name of at most 60 characters.", field="name")
+        profile.name = name
+    if "is_default" in changes:
+        profile.is_default = bool(changes["is_default"])
+    if "description" in changes:
+        profile.description = str(changes["description"]).strip()[:300]
+    if "detectors" in changes:
+        profile.detectors = _clean_detectors(changes["detectors"])
+    if "thresholds" in changes:
+        profile.thresholds = _clean_thresholds(changes["thresholds"])
+    if "severity_actions" in changes:
+        actions = _clean_actions(changes["severity_actions"], field_name="severity_actions", keys=Severity.values)
+        profile.severity_actions = {**default_severity_actions(), **actions}
+    if "category_actions" in changes:
+        profile.category_actions = _clean_actions(changes["category_actions"], field_name="category_actions", keys=None)
+    for name in ("url_allow_domains", "url_block_domains"):
+        if name in changes:
+            setattr(profile, name, _clean_domains(changes[name], field_name=name))
+
+
+def _profile_snapshot(profile: ScanProfile) -> dict:
+    return {name: getattr(profile, name) for name in PROFILE_FIELDS}
+
+
+def _name_taken(org, name: str, *, exclude_pk=None) -> bool:
+    return ScanProfile.objects.for_org(org).filter(name=name).exclude(pk=exclude_pk).exists()
+
+
+def _make_default(profile: ScanProfile) -> None:
+    ScanProfile.objects.for_org(profile.organization).filter(is_default=True).exclude(pk=profile.pk).update(
+        is_default=False
+    )
+
+
+def profile_default(*, org: Organization) -> ScanProfile:
+    """The organization's default profile, created on first use (every detector, default actions)."""
+    profile = ScanProfile.objects.for_org(org).filter(is_default=True).first()
+    if profile is not None:
+        return profile
+    try:
+        with transaction.atomic():
+            name = DEFAULT_PROFILE_NAME
+            if _name_taken(org, name):
+                name = f"{DEFAULT_PROFILE_NAME}-{uuid.uuid4().hex[:6]}"
+            return ScanProfile.objects.create(
+                organization=org,
+                name=name,
+                description="All detectors; blocks high and critical findings, alerts on medium ones.",
+                is_default=True,
+                detectors=list(detectors.DETECTORS),
+            )
+    except IntegrityError:  # created concurrently
+        return ScanProfile.objects.for_org(org).get(is_default=True)
+
+
+@transaction.atomic
+def profile_create(*, membership: Membership, name: str, **changes) -> ScanProfile:
+    require_action(membership, Action.SECURITY_MANAGE)
+    org = membership.organization
+    profile = ScanProfile(organization=org, detectors=list(detectors.DETECTORS), created_by=membership.user)
+    _apply_profile_changes(profile, {"name": name, **changes})
+    if _name_taken(org, profile.name):
+        raise Conflict(f"You already have a scan profile named {profile.name!r}.", field="name")
+    if profile.is_default or not ScanProfile.objects.for_org(org).filter(is_default=True).exists():
+        profile.is_default = True
+        _make_default(profile)
+    profile.save()
+    audit_record(
+        org=org, actor=membership.user, action="scan_profile.create", target=profile, after=_profile_snapshot(profile)
+    )
+    return profile
+
+
+@transaction.atomic
+def profile_update(*, membership: Membership, profile: ScanProfile, **changes) -> ScanProfile:
+    require_action(membership, Action.SECURITY_MANAGE)
+    org = membership.organization
+    if profile.organization_id != org.pk:
+        raise NotFound("No such scan profile.")
+    profile = ScanProfile.objects.select_for_update().get(pk=profile.pk)
+    before = _profile_snapshot(profile)
+    if changes.get("is_default") is False and profile.is_default:
+        raise Conflict("Make another profile the default instead.", field="is_default")
+    _apply_profile_changes(profile, changes)
+    if _name_taken(org, profile.name, exclude_pk=profile.pk):
+        raise Conflict(f"You already have a scan profile named {profile.name!r}.", field="name")
+    if profile.is_default:
+        _make_default(profile)
+    profile.save()
+    after = _profile_snapshot(profile)
+    changed = [name for name in after if after[name] != before[name]]
+    audit_record(
+        org=org,
+        actor=membership.user,
+        action="scan_profile.update",
+        target=profile,
+        before={name: before[name] for name in changed},
+        after={name: after[name] for name in changed},
+    )
+    return profile
+
+
+@transaction.atomic
+def profile_delete(*, membership: Membership, profile: ScanProfile) -> None:
+    """Delete a profile; its past scans keep the profile's name. The default cannot be deleted."""
+    require_action(membership, Action.SECURITY_MANAGE)
+    if profile.organization_id != membership.organization_id:
+        raise NotFound("No such scan profile.")
+    if profile.is_default:
+        raise Conflict("The default profile cannot be deleted: make another profile the default first.")
+    audit_record(
+        org=membership.organization,
+        actor=membership.user,
+        action="scan_profile.delete",
+        target=profile,
+        before=_profile_snapshot(profile),
+    )
+    profile.delete()
+
+
+def profile_resolve(*, org: Organization, name: str | None, field_name: str = "profile") -> ScanProfile:
+    """The profile a scan asks for by name, or the default one when it names none."""
+    if not name:
+        return profile_default(org=org)
+    profile = ScanProfile.objects.for_org(org).filter(name=name).first()
+    if profile is None:
+        known = ", ".join(ScanProfile.objects.for_org(org).values_list("name", flat=True)) or "none yet"
+        raise NotFound(f"No scan profile named {name!r}. Your profiles: {known}.", field=field_name)
+    return profile
+
+
+# --- Scans -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScanContent:
+    kind: str
+    text: str
+    tool_name: str = ""
+
+
+@dataclass
+class ScanRequest:
+    """One scan: contents and the metadata that says where they came from."""
+
+    contents: list[ScanContent]
+    profile: str | None = None
+    app: str = ""
+    agent: str = ""
+    model_name: str = ""
+    connection: Connection | None = None
+
+
+@dataclass
+class _Outcome:
+    findings: list[dict] = field(default_factory=list)
+    action: str = ScanAction.ALLOW
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+
+
+def scan_validate(request: ScanRequest, *, prefix: str = "") -> int:
+    """Check one scan request; returns its total size in bytes. Raises a DomainError naming the field."""
+    if not request.contents:
+        raise DomainError("Give at least one content to scan.", field=f"{prefix}contents")
+    limit, total = settings.SECURITY_SCAN_MAX_CONTENT_BYTES, 0
+    for index, content in enumerate(request.contents):
+        where = f"{prefix}contents.{index}"
+        if content.kind not in ContentKind.values:
+            raise DomainError(
+                f"Unknown content kind {content.kind!r}; use {', '.join(ContentKind.values)}.", field=f"{where}.kind"
+            )
+        if not isinstance(content.text, str):
+            raise DomainError("The text must be a string.", field=f"{where}.text")
+        try:
+            size = len(content.text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise DomainError(
+                "The text contains unpaired surrogates: send valid UTF-8 text.", field=f"{where}.text"
+            ) from exc
+        if size > limit:
+            raise DomainError(
+                f"This content is {size:,} bytes; the limit is {limit:,} bytes per content. Split it.",
+                code="too_large",
+                field=f"{where}.text",
+            )
+        if "\x00" in content.text:
+            raise DomainError("The text contains NUL characters: send text, not binary data.", field=f"{where}.text")
+        controls = len(_CONTROL.findall(content.text))
+        if controls and controls > max(8, len(content.text) // 20):
+            raise DomainError(
+                "The text looks like binary data (many control or undecodable characters): send text.",
+                code="binary_content",
+                field=f"{where}.text",
+            )
+        total += size
+    if total > settings.SECURITY_SCAN_MAX_TOTAL_BYTES:
+        raise DomainError(
+            f"The contents total {total:,} bytes; the limit is {settings.SECURITY_SCAN_MAX_TOTAL_BYTES:,} bytes per scan.",
+            code="too_large",
+            field=f"{prefix}contents",
+        )
+    return total
+
+
+def _detector_options(profile: ScanProfile) -> dict:
+    options: dict[str, dict] = {name: {"threshold": value} for name, value in profile.thresholds.items()}
+    options.setdefault("urls", {}).update(
+        {"allow_domains": profile.url_allow_domains, "block_domains": profile.url_block_domains}
+    )
+    return options
+
+
+def _finding_action(profile: ScanProfile, finding) -> str:
+    for key in (finding.category, finding.detector):
+        if key in profile.category_actions:
+            return profile.category_actions[key]
+    return profile.severity_actions.get(finding.severity, default_severity_actions()[finding.severity])
+
+
+def _run_detectors(profile: ScanProfile, contents: list[ScanContent]) -> _Outcome:
+    outcome = _Outcome()
+    options = _detector_options(profile)
+    for index, content in enumerate(contents):
+        if not content.text:
+            continue
+        found = detectors.scan(
+            detectors.ScanInput(text=content.text, kind=content.kind, tool_name=content.tool_name),
+            enabled=profile.detectors,
+            options=options,
+        )
+        for finding in found:
+            if finding.score < profile.thresholds.get(finding.detector, 0.0):
+                continue
+            action = _finding_action(profile, finding)
+            if ACTION_RANK[action] > ACTION_RANK[outcome.action]:
+                outcome.action = action
+            outcome.findings.append(
+                {
+                    "content": index,
+                    "kind": content.kind,
+                    "detector": finding.detector,
+                    "category": finding.category,
+                    "severity": finding.severity,
+                    "score": round(finding.score, 4),
+                    "start": finding.start,
+                    "end": finding.end,
+                    "rule": finding.rule,
+                    "excerpt": finding.excerpt,  # redacted by the detectors: sensitive spans masked
+                    "action": action,
+                }
+            )
+    return outcome
+
+
+def _max_severity(findings: list[dict]) -> str:
+    if not findings:
+        return ""
+    return max((f["severity"] for f in findings), key=lambda s: SEVERITY_RANK[Severity(s)])
+
+
+def scan_build(*, org, membership, request: ScanRequest, profile: ScanProfile, total: int, batch_id=None) -> Scan:
+    """Run the profile's detectors over a checked request and return the (unsaved) scan."""
+    started = time.perf_counter()
+    outcome = _run_detectors(profile, request.contents)
+    findings = outcome.findings
+    scan = Scan(
+        organization=org,
+        profile=profile,
+        profile_name=profile.name,
+        verdict=Verdict.BLOCK if outcome.action == ScanAction.BLOCK else Verdict.ALLOW,
+        action=outcome.action,
+        max_severity=_max_severity(findings),
+        categories=sorted({f["category"] for f in findings}),
+        detectors_hit=sorted({f["detector"] for f in findings}),
+        findings=findings,
+        finding_count=len(findings),
+        contents=[
+            {"kind": c.kind, "tool_name": c.tool_name, "bytes": len(c.text.encode("utf-8"))} for c in request.contents
+        ],
+        total_bytes=total,
+        app=request.app[:100],
+        agent=request.agent[:100],
+        model_name=request.model_name[:100],
+        connection=request.connection,
+        batch_id=batch_id,
+        created_by=membership.user,
+    )
+    scan.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    return scan
+
+
+def _raise_scan_alerts(scan: Scan) -> None:
+    """One alert per detector whose findings the profile blocks or alerts on (deduplicated)."""
+    by_detector: dict[str, list[dict]] = {}
+    for finding in scan.findings:
+        if finding["action"] != ScanAction.ALLOW:
+            by_detector.setdefault(finding["detector"], []).append(finding)
+    source_label = scan.app or scan.agent or "an unnamed app"
+    for detector_name, found in by_detector.items():
+        where = ":".join(
+            [scan.app or "-", scan.agent or "-", str(scan.connection.public_id) if scan.connection else "-"]
+        )
+        alert_raise(
+            org=scan.organization,
+            category=detector_name,
+            severity=_max_severity(found),
+            source=AlertSource.SCAN,
+            dedup_key=f"scan:{detector_name}:{where}"[:200],
+            title=f"{category_label(detector_name)} in {found[0]['kind'].replace('_', ' ')} of {source_label}"[:200],
+            evidence={
+                "scan": str(scan.public_id),
+                "verdict": scan.verdict,
+                "app": scan.app,
+                "agent": scan.agent,
+                "model": scan.model_name,
+                "profile": scan.profile_name,
+                "findings": found[:10],
+            },
+            connection=scan.connection,
+            scan=scan,
+        )
+
+
+def _check_connection(org, request: ScanRequest, *, prefix: str) -> None:
+    if request.connection is not None and not Connection.objects.for_org(org).filter(pk=request.connection.pk).exists():
+        raise NotFound("No such connection.", field=f"{prefix}connection")
+
+
+def scan_run(*, membership: Membership, request: ScanRequest) -> Scan:
+    """Scan contents against a profile: a verdict, findings with spans, and alerts for what the
+    profile blocks or alerts on. The stored scan holds redacted excerpts only."""
+    return scan_batch(membership=membership, requests=[request], batch=False)[0]
+
+
+@transaction.atomic
+def scan_batch(*, membership: Membership, requests: list[ScanRequest], batch: bool = True) -> list[Scan]:
+    """Scan up to ``SECURITY_SCAN_MAX_BATCH`` requests. Every request is checked before any is
+    scanned, so a bad one refuses the whole batch and nothing is stored."""
+    require_action(membership, Action.SECURITY_MANAGE)
+    org = membership.organization
+    limit = settings.SECURITY_SCAN_MAX_BATCH
+    if not 1 <= len(requests) <= limit:
+        raise DomainError(f"A batch holds 1 to {limit} scans; this one has {len(requests)}.", field="items")
+    prepared = []
+    for index, request in enumerate(requests):
+        prefix = f"items.{index}." if batch else ""
+        total = scan_validate(request, prefix=prefix)
+        _check_connection(org, request, prefix=prefix)
+        profile = profile_resolve(org=org, name=request.profile, field_name=f"{prefix}profile")
+        prepared.append((request, profile, total))
+    batch_id = uuid.uuid4() if batch else None
+    scans = []
+    for request, profile, total in prepared:
+        scan = scan_build(
+            org=org, membership=membership, request=request, profile=profile, total=total, batch_id=batch_id
+        )
+        scans.append(scan)
+    if len(scans) == 1:
+        scans[0].save()
+    else:
+        scans = Scan.objects.bulk_create(scans)
+    for scan in scans:
+        if scan.action != ScanAction.ALLOW:
+            _raise_scan_alerts(scan)
+    return scans
+
+
+def scan_purge(*, older_than_days: int | None = None, batch_size: int = 5000) -> int:
+    """Delete scans older than the retention period, in batches; returns how many went."""
+    days = settings.SECURITY_SCAN_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(Scan.objects.filter(created_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        with transaction.atomic():
+            Alert.objects.filter(scan_id__in=ids).update(scan=None)
+            deleted += Scan.objects.filter(pk__in=ids).delete()[0]
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+def _alert_link(alert: Alert) -> str:
+    try:
+        return reverse("security:alert-detail", args=[alert.public_id])
+    except NoReverseMatch:  # the portal pages are optional for the API
+        return ""
+
+
+def _higher(first: str, second: str) -> str:
+    return first if SEVERITY_RANK[Severity(first)] >= SEVERITY_RANK[Severity(second)] else second
+
+
+@transaction.atomic
+def alert_raise(
+    *,
+    org: Organization,
+    category: str,
+    severity: str,
+    source: str,
+    dedup_key: str,
+    title: str,
+    evidence: dict,
+    connection: Connection | None = None,
+    scan: Scan | None = None,
+) -> tuple[Alert, bool]:
+    """Raise an alert, or count a repeat on the unresolved alert with the same ``dedup_key``.
+
+    Returns ``(alert, created)``. Only a new alert publishes ``alert.created`` (webhooks and
+    notifications); a repeat raises ``count`` and ``last_seen``, keeps the higher severity and
+    the latest evidence. Alerts about the same connection from content and network sources
+    within ``SECURITY_CORRELATION_WINDOW_MINUTES`` are joined into one incident.
+    """
+    if severity not in Severity.values:
+        raise ValueError(f"Unknown severity {severity!r}.")
+    if source not in AlertSource.values:
+        raise ValueError(f"Unknown alert source {source!r}.")
+    now = timezone.now()
+    existing = Alert.objects.select_for_update().for_org(org).unresolved().filter(dedup_key=dedup_key[:200]).first()
+    created = False
+    if existing is not None:
+        alert = existing
+        Alert.objects.filter(pk=alert.pk).update(count=F("count") + 1)
+        alert.count += 1
+        alert.last_seen = now
+        alert.severity = _higher(alert.severity, severity)
+        alert.evidence = evidence
+        alert.scan = scan or alert.scan
+        alert.connection = connection or alert.connection
+        alert.save(update_fields=["last_seen", "severity", "evidence", "scan", "connection", "updated_at"])
+    else:
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    organization=org,
+                    category=category[:40],
+                    severity=severity,
+                    source=source,
+                    title=title[:200],
+                    dedup_key=dedup_key[:200],
+                    evidence=evidence,
+                    connection=connection,
+                    scan=scan,
+                    first_seen=now,
+                    last_seen=now,
+                )
+        except IntegrityError:  # a concurrent raise created it first: count this one as a repeat
+            return alert_raise(
+                org=org,
+                category=category,
+                severity=severity,
+                source=source,
+                dedup_key=dedup_key,
+                title=title,
+                evidence=evidence,
+                connection=connection,
+                scan=scan,
+            )
+        created = True
+        publish(
+            org=org,
+            event_type=ALERT_CREATED,
+            payload=alert_payload(alert),
+            title=f"{Severity(alert.severity).label} alert: {alert.title}",
+            link=_alert_link(alert),
+        )
+    _correlate(alert)
+    return alert, created
+
+
+def alert_payload(alert: Alert) -> dict:
+    return {
+        "alert": str(alert.public_id),
+        "category": alert.category,
+        "severity": alert.severity,
+        "status": alert.status,
+        "source": alert.source,
+        "title": alert.title,
+        "count": alert.count,
+        "first_seen": alert.first_seen,
+        "last_seen": alert.last_seen,
+        "connection": str(alert.connection.public_id) if alert.connection else None,
+        "scan": str(alert.scan.public_id) if alert.scan else None,
+    }
+
+
+_CONTENT_SOURCES = (AlertSource.SCAN,)
+_NETWORK_SOURCES = (AlertSource.NETWORK,)
+
+
+def _correlate(alert: Alert) -> Incident | None:
+    """Join a content alert and a network alert on the same connection, seen within the window."""
+    if alert.connection_id is None or alert.source not in (*_CONTENT_SOURCES, *_NETWORK_SOURCES):
+        return None
+    others = _NETWORK_SOURCES if alert.source in _CONTENT_SOURCES else _CONTENT_SOURCES
+    window = timedelta(minutes=settings.SECURITY_CORRELATION_WINDOW_MINUTES)
+    partners = list(
+        Alert.objects.for_org(alert.organization)
+        .unresolved()
+        .filter(
+            connection_id=alert.connection_id,
+            source__in=others,
+            last_seen__gte=alert.last_seen - window,
+            last_seen__lte=alert.last_seen + window,
+        )
+        .select_related("incident")
+    )
+    if not partners:
+        return None
+    incident = alert.incident or next((p.incident for p in partners if p.incident is not None), None)
+    severity = alert.severity
+    for partner in partners:
+        severity = _higher(severity, partner.severity)
+    if incident is None:
+        incident = Incident.objects.create(
+            organization=alert.organization,
+            title=f"Content finding and network anomaly on {alert.connection.name}"[:200],
+            severity=severity,
+            connection_id=alert.connection_id,
+        )
+        audit_record(
+            org=alert.organization,
+            actor=None,
+            action="incident.open",
+            target=incident,
+            after={"alerts": [str(a.public_id) for a in (alert, *partners)]},
+        )
+    elif SEVERITY_RANK[Severity(severity)] > SEVERITY_RANK[Severity(incident.severity)]:
+        incident.severity = severity
+        incident.save(update_fields=["severity", "updated_at"])
+    ids = [alert.pk, *(p.pk for p in partners)]
+    Alert.objects.filter(pk__in=ids, incident__isnull=True).update(incident=incident)
+    alert.incident = incident
+    return incident
+
+
+def _alert_snapshot(alert: Alert) -> dict:
+    return {"status": alert.status, "assignee": alert.assignee.email if alert.assignee else None}
+
+
+def _require_alert(membership: Membership, alert: Alert) -> Alert:
+    require_action(membership, Action.SECURITY_MANAGE)
+    if alert.organization_id != membership.organization_id:
+        raise NotFound("No such alert.")
+    return Alert.objects.select_for_update(of=("self",)).select_related("assignee", "incident").get(pk=alert.pk)
+
+
+def _change_status(membership: Membership, alert: Alert, target: str, note: str = "") -> Alert:
+    alert = _require_alert(membership, alert)
+    if alert.status == target:
+        return alert
+    if not can_transition(alert.status, target):
+        raise Conflict(
+            f"An alert that is {alert.get_status_display().lower()} cannot become {AlertStatus(target).label.lower()}.",
+            code="invalid_state",
+        )
+    before = _alert_snapshot(alert)
+    now = timezone.now()
+    alert.status = target
+    if target == AlertStatus.ACKNOWLEDGED:
+        alert.acknowledged_at = now
+    if target == AlertStatus.RESOLVED:
+        alert.resolved_at = now
+    alert.save(update_fields=["status", "acknowledged_at", "resolved_at", "updated_at"])
+    if note.strip():
+        _add_note(membership, alert, note)
+    audit_record(
+        org=alert.organization,
+        actor=membership.user,
+        action=f"alert.{AlertStatus(target).name.lower()}",
+        target=alert,
+        before=before,
+        after=_alert_snapshot(alert),
+    )
+    if target == AlertStatus.RESOLVED and alert.incident_id:
+        _maybe_resolve_incident(alert.incident)
+    return alert
+
+
+def _maybe_resolve_incident(incident: Incident) -> None:
+    if not incident.alerts.unresolved().exists() and incident.status != IncidentStatus.RESOLVED:
+        incident.status = IncidentStatus.RESOLVED
+        incident.resolved_at = timezone.now()
+        incident.save(update_fields=["status", "resolved_at", "updated_at"])
+
+
+@transaction.atomic
+def alert_acknowledge(*, membership: Membership, alert: Alert, note: str = "") -> Alert:
+    return _change_status(membership, alert, AlertStatus.ACKNOWLEDGED, note)
+
+
+@transaction.atomic
+def alert_resolve(*, membership: Membership, alert: Alert, note: str = "") -> Alert:
+    return _change_status(membership, alert, AlertStatus.RESOLVED, note)
+
+
+@transaction.atomic
+def alert_suppress(*, membership: Membership, alert: Alert, note: str = "") -> Alert:
+    """Silence an alert: repeats keep counting on it, without notifications, until it is resolved."""
+    return _change_status(membership, alert, AlertStatus.SUPPRESSED, note)
+
+
+def _assignable(org: Organization, assignee: User | None) -> None:
+    if assignee is not None and not Membership.objects.for_org(org).filter(user=assignee).exists():
+        raise DomainError("The assignee must be a member of your organization.", field="assignee")
+
+
+@transaction.atomic
+def alert_assign(*, membership: Membership, alert: Alert, assignee: User | None) -> Alert:
+    alert = _require_alert(membership, alert)
+    _assignable(membership.organization, assignee)
+    before = _alert_snapshot(alert)
+    alert.assignee = assignee
+    alert.save(update_fields=["assignee", "updated_at"])
+    audit_record(
+        org=alert.organization,
+        actor=membership.user,
+        action="alert.assign",
+        target=alert,
+        before=before,
+        after=_alert_snapshot(alert),
+    )
+    return alert
+
+
+def _add_note(membership: Membership, alert: Alert, body: str) -> AlertNote:
+    body = body.strip()
+    if not body:
+        raise DomainError("Write something in the note.", field="body")
+    if len(body) > 5000:
+        raise DomainError("A note is at most 5,000 characters.", field="body")
+    return AlertNote.objects.create(alert=alert, author=membership.user, author_label=membership.user.email, body=body)
+
+
+@transaction.atomic
+def alert_add_note(*, membership: Membership, alert: Alert, body: str) -> AlertNote:
+    alert = _require_alert(membership, alert)
+    note = _add_note(membership, alert, body)
+    audit_record(
+        org=alert.organization,
+        actor=membership.user,
+        action="alert.note",
+        target=alert,
+        after={"note": note.body[:500]},
+    )
+    return note
+
+
+BULK_ACTIONS = ("acknowledge", "resolve", "suppress", "assign")
+_BULK_TARGET = {
+    "acknowledge": AlertStatus.ACKNOWLEDGED,
+    "resolve": AlertStatus.RESOLVED,
+    "suppress": AlertStatus.SUPPRESSED,
+}
+MAX_BULK_ALERTS = 500
+
+
+@dataclass
+class BulkResult:
+    changed: list[Alert] = field(default_factory=list)
+    skipped: list[tuple[Alert, str]] = field(default_factory=list)
+
+
+@transaction.atomic
+def alert_bulk(
+    *, membership: Membership, alerts: list[Alert], action: str, assignee: User | None = None, note: str = ""
+) -> BulkResult:
+    """Apply one action to many alerts. Alerts the action does not apply to (e.g. acknowledging a
+    resolved alert) are skipped with the reason; every change is audited like a single one."""
+    require_action(membership, Action.SECURITY_MANAGE)
+    if action not in BULK_ACTIONS:
+        raise DomainError(f"Unknown action {action!r}; use {', '.join(BULK_ACTIONS)}.", field="action")
+    if not alerts:
+        raise DomainError("Choose at least one alert.", field="alerts")
+    if len(alerts) > MAX_BULK_ALERTS:
+        raise DomainError(f"At most {MAX_BULK_ALERTS} alerts at a time.", field="alerts")
+    if action == "assign":
+        _assignable(membership.organization, assignee)
+    org = membership.organization
+    if any(alert.organization_id != org.pk for alert in alerts):
+        raise NotFound("One or more of these alerts do not exist.", field="alerts")
+    # Locked and re-read in one order, so two bulk actions never deadlock or act on stale states.
+    alerts = list(Alert.objects.select_for_update().filter(pk__in=[alert.pk for alert in alerts]).order_by("pk"))
+    result = BulkResult()
+    for alert in alerts:
+        if action == "assign":
+            result.changed.append(alert_assign(membership=membership, alert=alert, assignee=assignee))
+            continue
+        target = _BULK_TARGET[action]
+        if alert.status != target and not can_transition(alert.status, target):
+            result.skipped.append((alert, f"It is {alert.get_status_display().lower()}."))
+            continue
+        result.changed.append(_change_status(membership, alert, target, note))
+    return result
