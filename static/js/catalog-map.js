@@ -7,26 +7,6 @@
 (function () {
   "use strict";
 
-  var TOPOJSON_NAME = "world_110m";
-
-  function loadTopojson(url) {
-    window.PlotlyGeoAssets = window.PlotlyGeoAssets || { topojson: {} };
-    window.PlotlyGeoAssets.topojson = window.PlotlyGeoAssets.topojson || {};
-    if (window.PlotlyGeoAssets.topojson[TOPOJSON_NAME]) {
-      return Promise.resolve();
-    }
-    return fetch(url, { credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("could not load the world map (" + response.status + ")");
-        }
-        return response.json();
-      })
-      .then(function (data) {
-        window.PlotlyGeoAssets.topojson[TOPOJSON_NAME] = data;
-      });
-  }
-
   function draw(container) {
     var island = document.getElementById(container.dataset.map);
     if (!island || typeof window.Plotly === "undefined" || container.dataset.drawn === "1") {
@@ -34,7 +14,7 @@
     }
     container.dataset.drawn = "1";
     var figure = JSON.parse(island.textContent);
-    loadTopojson(container.dataset.topojson)
+    window.HubWorldMap.load(container.dataset.topojson)
       .then(function () {
         var config = { responsive: true, displaylogo: false, displayModeBar: false };
         return window.Plotly.react(container, figure.data, figure.layout, config);

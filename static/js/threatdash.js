@@ -9,26 +9,6 @@
 (function () {
   "use strict";
 
-  var TOPOJSON_NAME = "world_110m";
-
-  function loadTopojson(url) {
-    window.PlotlyGeoAssets = window.PlotlyGeoAssets || { topojson: {} };
-    window.PlotlyGeoAssets.topojson = window.PlotlyGeoAssets.topojson || {};
-    if (window.PlotlyGeoAssets.topojson[TOPOJSON_NAME]) {
-      return Promise.resolve();
-    }
-    return fetch(url, { credentials: "same-origin" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("could not load the world map (" + response.status + ")");
-        }
-        return response.json();
-      })
-      .then(function (data) {
-        window.PlotlyGeoAssets.topojson[TOPOJSON_NAME] = data;
-      });
-  }
-
   function drawCharts() {
     var island = document.getElementById("threatdash-charts");
     if (!island || typeof window.Plotly === "undefined") {
@@ -42,7 +22,7 @@
         return;
       }
       var geo = figure.data.some(function (trace) { return trace.type === "scattergeo"; });
-      var ready = geo ? loadTopojson(container.dataset.topojson) : Promise.resolve();
+      var ready = geo ? window.HubWorldMap.load(container.dataset.topojson) : Promise.resolve();
       ready
         .then(function () {
           return window.Plotly.react(container, figure.data, figure.layout, config);

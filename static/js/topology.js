@@ -10,30 +10,6 @@
 (function () {
   "use strict";
 
-  var TOPOJSON_NAME = "world_110m";
-  var topojsonLoads = {};
-
-  function loadTopojson(url) {
-    window.PlotlyGeoAssets = window.PlotlyGeoAssets || { topojson: {} };
-    window.PlotlyGeoAssets.topojson = window.PlotlyGeoAssets.topojson || {};
-    if (window.PlotlyGeoAssets.topojson[TOPOJSON_NAME]) {
-      return Promise.resolve();
-    }
-    if (!topojsonLoads[url]) {
-      topojsonLoads[url] = fetch(url, { credentials: "same-origin" })
-        .then(function (response) {
-          if (!response.ok) {
-            throw new Error("Could not load the world map (" + response.status + ")");
-          }
-          return response.json();
-        })
-        .then(function (data) {
-          window.PlotlyGeoAssets.topojson[TOPOJSON_NAME] = data;
-        });
-    }
-    return topojsonLoads[url];
-  }
-
   var ANY_ID = "00000000-0000-0000-0000-000000000000";
   var CONNECTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -53,7 +29,7 @@
     container.dataset.drawn = "1";
     var figure = JSON.parse(island.textContent);
     var geo = figure.data.some(function (trace) { return trace.type === "scattergeo"; });
-    var ready = geo ? loadTopojson(container.dataset.topojson) : Promise.resolve();
+    var ready = geo ? window.HubWorldMap.load(container.dataset.topojson) : Promise.resolve();
     ready
       .then(function () {
         var config = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["toImage"] };

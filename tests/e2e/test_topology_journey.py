@@ -118,7 +118,7 @@ def test_the_demo_map_shows_the_network_states_and_opens_a_connection(page: Page
         """(div) => { const t = div.data.find((t) => t.meta && t.meta.role === "metros"); return t.text; }"""
     )
     assert {"FR", "NY", "DC", "SG"} <= set(metros)
-    expect(page.locator("#topology-summary")).to_contain_text("6 connections")
+    expect(page.locator("#topology-summary")).to_contain_text("7 connections")
 
     # Pending is drawn differently from active: dotted and in another colour, in the figure and the SVG.
     traces = {t["state"]: t for t in figure.evaluate(FIGURE_STATE)}
@@ -133,12 +133,12 @@ def test_the_demo_map_shows_the_network_states_and_opens_a_connection(page: Page
     expect(legend.filter(has_text="Pending approval (waiting for approval)")).to_have_count(1)
 
     # The table alternative holds the same connections.
-    page.get_by_text("Table of the same data (6 connections)").click()
+    page.get_by_text("Table of the same data (7 connections)").click()
     table = page.locator("#topology-connections")
-    expect(table.locator("tbody tr")).to_have_count(6)
+    expect(table.locator("tbody tr")).to_have_count(7)
     expect(table.locator("tbody tr").first).to_contain_text("acme-sg-gpu-burst")  # pending first
     expect(table.locator("tbody tr").first).to_contain_text("Pending approval · waiting on provider")
-    page.get_by_text("Table of the same data (6 connections)").click()
+    page.get_by_text("Table of the same data (7 connections)").click()
     screenshot(page, "topology-map")
 
     # Filters swap the figure through htmx: only the pending request is left, and the URL follows.
@@ -147,7 +147,7 @@ def test_the_demo_map_shows_the_network_states_and_opens_a_connection(page: Page
     expect(page.locator("#topology-summary")).to_contain_text("1 connection ")
     expect(figure.locator(".legend .legendtext")).to_contain_text(["Pending approval (waiting for approval)"])
     page.get_by_label("State").select_option(label="Live (all but ended)")
-    expect(page.locator("#topology-summary")).to_contain_text("6 connections")
+    expect(page.locator("#topology-summary")).to_contain_text("7 connections")
 
     # Clicking an active connection on the map opens its page with the utilisation chart.
     figure = page.locator("#topology-figure")
