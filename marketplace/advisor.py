@@ -6,10 +6,11 @@ data is, a latency budget, the sovereignty zones a policy allows, a bandwidth an
 quantity plus the interconnect quote (``fabric.pricing``) from the data metro to the offering's
 cheapest usable access point, and says why each other offering of the category was left out.
 
-It scales with metros and bandwidth lists, not offerings: latency, zone and distance band are
-computed once per metro (there are few), the interconnect price once per (distance band, bandwidth
-tier), and the database then filters, explains and ranks all offerings in a handful of queries with
-those figures inlined as CASE expressions. Only the page of ranked results is assembled in Python.
+It scales with metros, not offerings: latency, zone and distance band are computed in Python once
+per metro (there are few) and joined as a VALUES list; one statement (``_judged_sql``) then reads
+the category's offerings and their access points once, grouped by offering with conditional MIN/MAX,
+and returns the counts per exclusion reason, the ranked page and the page of exclusions, sorted and
+cut in SQL. Only those two pages are assembled in Python (``_placements``, ``_reason``).
 """
 
 from contextlib import contextmanager
@@ -255,11 +256,6 @@ def _tier_price_sql(vendor: str, wanted: int) -> str:
     )
 
 
-def _in(column: str, ids: list[int]) -> str:
-    """``column IN (ids)`` with the ids inlined (they are primary keys read from the database), or false."""
-    return f"{column} IN ({', '.join(str(int(pk)) for pk in ids)})" if ids else "1 = 0"
-
-
 def _judged_sql(req: Requirements, legs: dict[int, Leg], *, limit: int, excluded_limit: int) -> tuple[str, list]:
     """One statement that judges every published offering of the category and returns, in this order:
     the number of offerings per exclusion code ('' for candidates), the page of ``limit`` cheapest
@@ -269,28 +265,34 @@ def _judged_sql(req: Requirements, legs: dict[int, Leg], *, limit: int, excluded
     The access points of the category are read once, grouped by offering with conditional MIN/MAX:
     whether one is in an allowed zone, one is also within the latency budget, and the price of the
     cheapest usable one. The per-metro figures (zone, latency, distance band) are computed in Python
-    beforehand and inlined as IN lists; the price is the bandwidth tier's price times the band's
+    beforehand and joined as a VALUES list (a few dozen rows); the price is the bandwidth tier's price times the band's
     multiplier (``fabric.pricing``), so it never leaves the database for offerings that are not shown.
+    The joins are a chain of LEFT JOINs from the offerings so that PostgreSQL matches access points to
+    the category's offerings (hashed) before looking up their ports: other categories' access points
+    cost one hash probe each. ORDER BY/LIMIT cut both pages in SQL.
     """
     vendor = connection.vendor
-    zone_ok = [pk for pk, leg in legs.items() if leg.zone_allowed]
-    eligible = [pk for pk, leg in legs.items() if leg.eligible]
-    multiplier = " ".join(
-        f"WHEN {_in('p.metro_id', [pk for pk in eligible if legs[pk].band == band])} "
-        f"THEN CAST('{pricing.BAND_MULTIPLIER[band]}' AS NUMERIC)"
-        for band in pricing.DistanceBand
+    # Per metro: in an allowed zone (0/1), also within the latency budget (0/1), the band's multiplier.
+    metros = ", ".join(
+        f"({int(pk)}, {int(leg.zone_allowed)}, {int(leg.eligible)}, CAST('{pricing.BAND_MULTIPLIER[leg.band]}' AS NUMERIC))"
+        for pk, leg in legs.items()
     )
     # The offering's monthly price for the required usage (three parameters).
     monthly = "g.price_amount * (CASE WHEN g.price_unit = %s THEN CAST(%s AS NUMERIC) ELSE CAST(%s AS NUMERIC) END)"
     usage = [PriceUnit.HOUR.value, str(req.usage(PriceUnit.HOUR)), str(req.quantity)]
-    exclusions = ["WHEN g.currency <> %s THEN %s"]
-    params: list = [pricing.CURRENCY, Exclusion.CURRENCY.value]
+    # Checks of the offering alone ({t}: the table alias), first in line: an offering failing one is
+    # excluded for it whatever its access points, so those are not even joined.
+    own_checks = [("{t}.currency <> %s", [pricing.CURRENCY], Exclusion.CURRENCY)]
     if req.accelerator:
-        exclusions.append("WHEN UPPER(g.accelerator) <> UPPER(%s) THEN %s")
-        params += [req.accelerator, Exclusion.WRONG_ACCELERATOR.value]
+        own_checks.append(("UPPER({t}.accelerator) <> UPPER(%s)", [req.accelerator], Exclusion.WRONG_ACCELERATOR))
     if req.min_gpus:
-        exclusions.append("WHEN g.gpu_count IS NULL OR g.gpu_count < %s THEN %s")
-        params += [req.min_gpus, Exclusion.TOO_FEW_GPUS.value]
+        own_checks.append(("({t}.gpu_count IS NULL OR {t}.gpu_count < %s)", [req.min_gpus], Exclusion.TOO_FEW_GPUS))
+    exclusions, params = [], []
+    for fails, values, code in own_checks:
+        exclusions.append(f"WHEN {fails.format(t='g')} THEN %s")
+        params += [*values, code.value]
+    passes = " ".join(f"AND NOT {fails.format(t='o')}" for fails, _, _ in own_checks)
+    passes_params = [value for _, values, _ in own_checks for value in values]
     exclusions.append("WHEN g.points = 0 THEN %s")
     params.append(Exclusion.NO_ACCESS_POINT.value)
     if req.allowed_zones:
@@ -304,22 +306,26 @@ def _judged_sql(req: Requirements, legs: dict[int, Leg], *, limit: int, excluded
     if req.max_monthly_cost is not None:
         exclusions.append(f"WHEN {monthly} + g.interconnect > CAST(%s AS NUMERIC) THEN %s")
         params += [*usage, str(req.max_monthly_cost), Exclusion.OVER_BUDGET.value]
-    params += [*usage, OfferingStatus.PUBLISHED.value, Category(req.category).value, limit, excluded_limit]
+    params += [*usage, *passes_params, OfferingStatus.PUBLISHED.value, Category(req.category).value]
+    params += [limit, excluded_limit]
     rank = " ".join(f"WHEN '{code.value}' THEN {i}" for i, code in enumerate(Exclusion))
     sql = f"""
-WITH judged AS (
+WITH metros(id, zone_ok, eligible, multiplier) AS (VALUES {metros}),
+judged AS (
     SELECT g.id, g.name, g.interconnect,
         CASE {" ".join(exclusions)} ELSE '' END AS exclusion,
         {monthly} + g.interconnect AS total
     FROM (
         SELECT o.id, o.name, o.currency, o.accelerator, o.gpu_count, o.price_amount, o.price_unit,
             COUNT(ap.id) AS points,
-            MAX(CASE WHEN {_in("p.metro_id", zone_ok)} THEN 1 ELSE 0 END) AS in_zone,
-            MAX(CASE WHEN {_in("p.metro_id", eligible)} THEN 1 ELSE 0 END) AS near,
-            MIN(CASE WHEN {_in("p.metro_id", eligible)}
-                THEN CASE {multiplier} END * {_tier_price_sql(vendor, req.bandwidth_mbps)} END) AS interconnect
+            MAX(m.zone_ok) AS in_zone,
+            MAX(m.eligible) AS near,
+            MIN(CASE WHEN m.eligible = 1 THEN m.multiplier * {_tier_price_sql(vendor, req.bandwidth_mbps)} END)
+                AS interconnect
         FROM marketplace_offering o
-        LEFT JOIN (marketplace_accesspoint ap JOIN fabric_port p ON p.id = ap.port_id) ON ap.offering_id = o.id
+        LEFT JOIN marketplace_accesspoint ap ON ap.offering_id = o.id {passes}
+        LEFT JOIN fabric_port p ON p.id = ap.port_id
+        LEFT JOIN metros m ON m.id = p.metro_id
         WHERE o.status = %s AND o.category = %s
         GROUP BY o.id
     ) g
@@ -376,6 +382,13 @@ def _placements(
         if options:
             placements.append(min(options, key=lambda p: (p.total_monthly, p.leg.latency_ms)))
     return sorted(placements, key=lambda p: (p.total_monthly, p.leg.latency_ms, p.offering.name))
+
+
+_REASONS_FROM_ACCESS_POINTS = {
+    Exclusion.ZONE_NOT_ALLOWED,
+    Exclusion.OVER_LATENCY_BUDGET,
+    Exclusion.BANDWIDTH_NOT_OFFERED,
+}
 
 
 def _money(value) -> Decimal | None:
@@ -449,7 +462,7 @@ def advise(req: Requirements, *, limit: int = 20, excluded_limit: int = 200) -> 
     ``placements`` holds the ``limit`` cheapest (``candidates`` counts them all); ``excluded`` the
     first ``excluded_limit`` exclusions by reason and name (``excluded_counts`` counts every one).
     Four queries however large the catalog: the metros, the judgement (``_judged_sql``), then the
-    offerings and access points of the two pages.
+    offerings and access points of the two pages (on PostgreSQL, ``_tuned`` adds its transaction).
     """
     limit = max(1, min(limit, MAX_LIMIT))
     excluded_limit = max(0, min(excluded_limit, MAX_EXCLUDED_LIMIT))
@@ -460,18 +473,20 @@ def advise(req: Requirements, *, limit: int = 20, excluded_limit: int = 200) -> 
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     counts = {code: n for part, code, n, *_ in rows if part == 0}
-    ranked = [(pk, _money(interconnect)) for part, _, _, pk, interconnect, *_ in rows if part == 1]
+    ranked = [pk for part, _, _, pk, *_ in rows if part == 1]
     page = [(pk, Exclusion(code), _money(price)) for part, code, _, pk, price, *_ in rows if part == 2]
     advice.candidates = counts.pop("", 0)
     advice.excluded_counts = {code.value: counts[code.value] for code in Exclusion if counts.get(code.value)}
     advice.excluded_total = sum(advice.excluded_counts.values())
 
-    ids = [pk for pk, _ in ranked] + [pk for pk, _, _ in page]
+    ids = ranked + [pk for pk, _, _ in page]
     offerings = Offering.objects.select_related("provider").in_bulk(ids) if ids else {}
+    # Access points: where the ranked ones are placed, and the figures of the reasons that name them.
+    located = ranked + [pk for pk, code, _ in page if code in _REASONS_FROM_ACCESS_POINTS]
     points: dict[int, list[AccessPoint]] = {}
-    for point in AccessPoint.objects.filter(offering_id__in=ids).select_related("port__metro") if ids else ():
+    for point in AccessPoint.objects.filter(offering_id__in=located).select_related("port__metro") if located else ():
         points.setdefault(point.offering_id, []).append(point)
-    advice.placements = _placements(req, legs, [offerings[pk] for pk, _ in ranked], points)
+    advice.placements = _placements(req, legs, [offerings[pk] for pk in ranked], points)
     advice.excluded = [
         Excluded(
             offerings[pk],

@@ -252,7 +252,8 @@ def _parse_when(request, name: str, default):
         raise ValidationError({name: ["Give an ISO 8601 date-time, for example 2026-01-31T12:00:00Z."]})
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
-    return parsed
+    # In UTC: Python accepts offsets up to ±24 h, PostgreSQL only up to ±15:59.
+    return parsed.astimezone(UTC)
 
 
 class ConnectionStatsView(APIView):

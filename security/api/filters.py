@@ -1,5 +1,6 @@
 import django_filters
 
+from hub.filters import UTCDateTimeFilter
 from security.choices import AlertSource, AlertStatus, ScanAction, Severity, Verdict
 from security.models import Alert, Scan
 
@@ -14,8 +15,8 @@ class ScanFilter(django_filters.FilterSet):
     profile = django_filters.CharFilter(field_name="profile_name")
     connection = django_filters.UUIDFilter(field_name="connection__public_id")
     batch = django_filters.UUIDFilter(field_name="batch_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Scan
@@ -43,8 +44,8 @@ class AlertFilter(django_filters.FilterSet):
     unassigned = django_filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
     connection = django_filters.UUIDFilter(field_name="connection__public_id")
     incident = django_filters.UUIDFilter(field_name="incident__public_id")
-    seen_after = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
-    seen_before = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
+    seen_after = UTCDateTimeFilter(field_name="last_seen", lookup_expr="gte")
+    seen_before = UTCDateTimeFilter(field_name="last_seen", lookup_expr="lt")
 
     class Meta:
         model = Alert
