@@ -49,6 +49,21 @@ def audit_record(
     return event
 
 
+def audit_changes(
+    *, org: Organization | None, actor: User | None, action: str, target: Model, before: dict, after: dict
+) -> AuditEvent:
+    """Audit an update with only the fields that changed, each with its old and new value."""
+    changed = [key for key in after if after[key] != before.get(key)]
+    return audit_record(
+        org=org,
+        actor=actor,
+        action=action,
+        target=target,
+        before={key: before.get(key) for key in changed},
+        after={key: after[key] for key in changed},
+    )
+
+
 def audit_entry(
     *,
     org: Organization | None,
@@ -483,14 +498,13 @@ def webhook_update(
     after = _webhook_snapshot(webhook)
     if after != before:
         webhook.save()
-        changed = [key for key in after if after[key] != before[key]]
-        audit_record(
+        audit_changes(
             org=webhook.organization,
             actor=membership.user,
             action="webhook.update",
             target=webhook,
-            before={key: before[key] for key in changed},
-            after={key: after[key] for key in changed},
+            before=before,
+            after=after,
         )
     return webhook
 

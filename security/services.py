@@ -21,7 +21,7 @@ from hub.errors import Conflict, DomainError, NotFound
 from hub.events import publish
 from hub.models import Membership, Organization, User
 from hub.roles import Action
-from hub.services import audit_record, require_action
+from hub.services import audit_changes, audit_record, require_action
 from marketplace.choices import Category
 from marketplace.models import ProviderProfile
 from security import detectors
@@ -114,16 +114,8 @@ def policy_update(
             raise DomainError("Blocked providers must be provider profiles.", field="blocked_providers")
         policy.blocked_providers.set(providers)
     after = _policy_snapshot(policy)
-    changed = [name for name in after if after[name] != before[name]]
-    if changed:
-        audit_record(
-            org=org,
-            actor=membership.user,
-            action="policy.update",
-            target=policy,
-            before={name: before[name] for name in changed},
-            after={name: after[name] for name in changed},
-        )
+    if after != before:
+        audit_changes(org=org, actor=membership.user, action="policy.update", target=policy, before=before, after=after)
     return policy
 
 
@@ -334,14 +326,8 @@ def profile_update(*, membership: Membership, profile: ScanProfile, **changes) -
         _make_default(profile)
     profile.save()
     after = _profile_snapshot(profile)
-    changed = [name for name in after if after[name] != before[name]]
-    audit_record(
-        org=org,
-        actor=membership.user,
-        action="scan_profile.update",
-        target=profile,
-        before={name: before[name] for name in changed},
-        after={name: after[name] for name in changed},
+    audit_changes(
+        org=org, actor=membership.user, action="scan_profile.update", target=profile, before=before, after=after
     )
     return profile
 
