@@ -13,7 +13,7 @@ from fabric.models import Connection
 from hub.api.idempotency import run_idempotent
 from hub.api.viewsets import OrgScopedMixin
 from hub.errors import DomainError, NotFound
-from hub.models import User
+from hub.models import Membership, User
 from hub.roles import Action
 from marketplace.models import ProviderProfile
 from security import selectors, services
@@ -188,10 +188,15 @@ class PolicyView(APIView):
 def _member_user(request, email: str | None) -> User | None:
     if email is None:
         return None
-    user = User.objects.filter(email__iexact=email, memberships__organization=request._request.org).first()
-    if user is None:
+    member = (
+        Membership.objects.for_org(request._request.org)
+        .filter(user__email__iexact=email)
+        .select_related("user")
+        .first()
+    )
+    if member is None:
         raise DomainError("The assignee must be a member of your organization.", field="assignee")
-    return user
+    return member.user
 
 
 @extend_schema_view(
