@@ -140,15 +140,32 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", default=0)
 AXES_VERBOSE = False
 
-EMAIL_BACKEND = env.str(
-    "EMAIL_BACKEND",
-    default="django.core.mail.backends.smtp.EmailBackend"
-    if PRODUCTION
-    else "django.core.mail.backends.console.EmailBackend",
-)
-EMAIL_URL = env.str("EMAIL_URL", default="")
-if EMAIL_URL:
-    globals().update(env.email_url("EMAIL_URL"))
+# One mailer, "default" (Django 6.1's MAILERS; the EMAIL_* settings are deprecated). EMAIL_URL
+# (e.g. smtp+tls://user:password@mail.example.com:587) configures it; EMAIL_BACKEND alone picks a
+# backend class. Without either: SMTP on localhost in production, the console elsewhere.
+_MAIL_OPTIONS = {  # EMAIL_URL's parsed keys -> the backend's keyword arguments
+    "EMAIL_HOST": "host",
+    "EMAIL_PORT": "port",
+    "EMAIL_HOST_USER": "username",
+    "EMAIL_HOST_PASSWORD": "password",
+    "EMAIL_USE_TLS": "use_tls",
+    "EMAIL_USE_SSL": "use_ssl",
+    "EMAIL_TIMEOUT": "timeout",
+    "EMAIL_FILE_PATH": "file_path",
+}
+_email_url = env.email_url("EMAIL_URL") if env.str("EMAIL_URL", default="") else {}
+MAILERS = {
+    "default": {
+        "BACKEND": _email_url.get("EMAIL_BACKEND")
+        or env.str(
+            "EMAIL_BACKEND",
+            default="django.core.mail.backends.smtp.EmailBackend"
+            if PRODUCTION
+            else "django.core.mail.backends.console.EmailBackend",
+        ),
+        "OPTIONS": {option: _email_url[key] for key, option in _MAIL_OPTIONS.items() if _email_url.get(key)},
+    }
+}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Interconnect Hub <noreply@hub.example>")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 

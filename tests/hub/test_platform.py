@@ -45,6 +45,25 @@ def test_production_settings_pass_check_deploy_without_warnings():
     assert "no issues" in result.stdout
 
 
+def test_email_url_configures_the_default_mailer_without_deprecated_settings():
+    """An operator's EMAIL_URL reaches the SMTP backend; no deprecated EMAIL_* setting is defined."""
+    script = (
+        "import warnings; warnings.simplefilter('error');"
+        "from django.core import mail;"
+        "m = mail.mailers.default;"
+        "print(type(m).__name__, m.host, m.port, m.username, m.password, m.use_tls)"
+    )
+    result = _manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        script,
+        env={**PRODUCTION_ENV, "EMAIL_URL": "smtp+tls://ops:s%40cret@smtp.example.com:587"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["EmailBackend", "smtp.example.com", "587", "ops", "s@cret", "True"]
+
+
 @pytest.mark.django_db
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json() == {"status": "ok"}
