@@ -1,12 +1,13 @@
 """Telemetry API: bulk ingest (one connection or many) and the utilisation stats of a connection.
 
-Samples are validated by ``fabric.telemetry.validate_samples`` rather than DRF serializers (10,000
+Samples are checked by ``fabric.telemetry.ingest`` in one plain loop rather than DRF serializers (10,000
 per call at 50,000 a second); the serializers below describe the payloads for the OpenAPI schema.
 """
 
 import json
 from datetime import UTC, timedelta
 
+import orjson
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -21,18 +22,34 @@ from fabric import selectors, telemetry
 from hub.api.idempotency import run_idempotent
 from hub.roles import Action
 
+# Digits to "0", anything else to " ": a run of 19 zeros in the translation is an integer of 19 or
+# more digits, which may be outside the 64 bits orjson reads as integers (it would give a float).
+_DIGITS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+_LONG_NUMBER = b"0" * 19
+
 
 class TelemetryJSONParser(JSONParser):
     """JSON refusing NUL characters, checked on the raw text in one pass (the generic parser walks
-    every value, which costs more than validating 10,000 samples)."""
+    every value, which costs more than validating 10,000 samples).
+
+    Parsed with orjson, two to three times faster than the standard library on 10,000 samples. A
+    body orjson refuses (NaN, a byte-order mark, a lone surrogate...) or that has a number of 19
+    digits or more (orjson reads one outside 64 bits as a float) goes to ``json.loads`` as before,
+    so every body parses to exactly what it did and each sample gets the same error report.
+    """
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
         if b"\\u0000" in raw or b"\x00" in raw:
             raise ParseError("The request body contains a NUL character (\\u0000), which no field accepts.")
+        if _LONG_NUMBER not in raw.translate(_DIGITS):
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass  # the standard library decides, and words the error
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError(f"Malformed JSON: {exc}") from exc
 
 

@@ -1,5 +1,6 @@
 """Telemetry ingest through the API: validation, partial failures, limits, roles, scopes and tenants."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.utils import timezone
 from fabric import telemetry
 from fabric.models import TelemetryDirtyBucket, TelemetrySample
 from hub.choices import Role
-from tests.fabric.test_telemetry_support import active_connection, sample
+from tests.fabric.test_telemetry_support import active_connection, aligned_hour_ago, sample
 
 pytestmark = pytest.mark.django_db
 
@@ -228,3 +229,107 @@ def test_a_sample_naming_another_connection_on_the_single_endpoint_is_refused(ac
         {"index": 0, "fields": {"connection": ["Does not match the connection in the URL."]}}
     ]
     assert not TelemetrySample.objects.filter(connection=other).exists()
+
+
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        # Outside 64 bits: the fast parser would read a float; the report must not change.
+        ("18446744073709551616", "Must be at most 9223372036854775807."),
+        ("-9223372036854775809", "Must not be negative."),
+        ("NaN", "Must be a whole number."),
+        ("1e999", "Must be a whole number."),
+        ("7.0", "Must be a whole number."),
+    ],
+)
+def test_odd_numbers_are_reported_per_sample_and_the_valid_ones_kept(link, engineer, literal, message):
+    odd = json.dumps(sample(bytes_in=123_456_789)).replace("123456789", literal)
+    body = f'{{"samples": [{json.dumps(sample())}, {odd}]}}'
+    response = engineer.generic("POST", url(link), body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["errors"] == [{"index": 1, "fields": {"bytes_in": [message]}}]
+    assert TelemetrySample.objects.filter(connection=link).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        # A lone surrogate and a byte-order mark: orjson refuses them, the standard library reads them.
+        (b'{"samples": [{"time": "\\ud800", "bytes_in": 1}]}', {"samples.0.time": ["Not an ISO 8601 date-time."]}),
+        (b'\xef\xbb\xbf{"samples": [{"time": "x"}]}', {"samples.0.time": ["Not an ISO 8601 date-time."]}),
+    ],
+)
+def test_bodies_only_the_standard_parser_reads_are_checked_per_sample(link, engineer, body, fields):
+    response = engineer.generic("POST", url(link), body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    reported = response.json()["error"]["fields"]
+    assert {name: messages for name, messages in reported.items() if name in fields} == fields
+
+
+def test_a_trailing_comma_is_malformed_json(link, engineer):
+    response = engineer.generic("POST", url(link), b'{"samples": [1, 2,]}', content_type="application/json")
+    assert response.status_code == 400
+    assert "Malformed JSON" in response.json()["error"]["message"]
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(link, engineer):
+    body = b'{"samples": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = engineer.generic("POST", url(link), body, content_type="application/json")
+    assert response.status_code == 400
+    assert "Malformed JSON" in response.json()["error"]["message"]
+
+
+def test_markers_name_each_connection_and_bucket_once_and_a_second_ingest_renews_them(acme, cloud, engineer):
+    first = active_connection(org=acme.org, a_port=acme.fra, z_port=cloud.fra, name="one", vlan=101)
+    second = active_connection(org=acme.org, a_port=acme.ams, z_port=cloud.fra, name="two", vlan=102)
+    start = aligned_hour_ago(2)
+    samples = [
+        sample(time=start + timedelta(seconds=10 * n), connection=str(link.public_id))
+        for link in (first, second)
+        for n in range(1, 61)  # 10 minutes: two buckets each
+    ]
+    response = engineer.post("/api/v1/telemetry/", {"samples": samples}, format="json")
+    assert response.status_code == 201
+    markers = set(TelemetryDirtyBucket.objects.values_list("connection_id", "bucket"))
+    assert markers == {
+        (link.pk, start + timedelta(minutes=minutes)) for link in (first, second) for minutes in (0, 5, 10)
+    }
+    marked = dict(TelemetryDirtyBucket.objects.values_list("bucket", "marked_at").filter(connection=first))
+    again = engineer.post("/api/v1/telemetry/", {"samples": samples[:1]}, format="json")
+    assert again.status_code == 201
+    assert TelemetryDirtyBucket.objects.count() == 6
+    renewed = dict(TelemetryDirtyBucket.objects.values_list("bucket", "marked_at").filter(connection=first))
+    bucket = start  # samples[0] is 10 s into the first bucket
+    assert renewed[bucket] > marked[bucket]
+    assert {b: t for b, t in renewed.items() if b != bucket} == {b: t for b, t in marked.items() if b != bucket}
+
+
+def test_the_announced_window_covers_the_stored_samples_only(link, engineer, django_capture_on_commit_callbacks):
+    received = []
+
+    def receiver(sender, **kwargs):
+        received.append(kwargs)
+
+    start = aligned_hour_ago(2)
+    samples = [
+        sample(time=start - timedelta(minutes=30), bytes_in=-1),  # refused: its time must not count
+        sample(time=start),
+        sample(time=start + timedelta(minutes=7)),
+        sample(time=(start + timedelta(minutes=20)).timestamp()),  # Unix seconds: the detailed check
+        sample(time=start + timedelta(minutes=40), country="XX"),  # refused
+    ]
+    telemetry.samples_ingested.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = engineer.post(url(link), {"samples": samples}, format="json")
+    finally:
+        telemetry.samples_ingested.disconnect(receiver)
+    assert response.json()["accepted"] == 3
+    assert len(received) == 1
+    assert received[0]["time_from"] == start
+    assert received[0]["time_to"] == start + timedelta(minutes=20)
+    assert set(TelemetryDirtyBucket.objects.values_list("bucket", flat=True)) == {
+        start,
+        start + timedelta(minutes=5),
+        start + timedelta(minutes=20),
+    }

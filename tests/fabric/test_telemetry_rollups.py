@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from fabric import tasks, telemetry
 from fabric.models import TelemetryDirtyBucket, TelemetryRollup, TelemetrySample
+from fabric.telemetry import rollups
 from fabric.telemetry_simulation import seed_demo_telemetry
 from tests.fabric.factories import PortFactory
 from tests.fabric.test_telemetry_support import active_connection, aligned_hour_ago
@@ -93,14 +94,14 @@ def test_rollup_is_incremental_and_late_samples_are_added(link):
 def test_a_marker_renewed_during_a_rollup_survives_it(link, monkeypatch):
     start = aligned_hour_ago(2)
     store(link, [(start, 1000, 100)])
-    real_upsert = telemetry._upsert_rollups
+    real_upsert = rollups._upsert_rollups
 
     def upsert_while_ingesting(aggregates, resolution):
         if resolution == 300:  # an ingest lands in the same bucket while the rollup runs
             TelemetryDirtyBucket.objects.update(marked_at=timezone.now() + timedelta(seconds=1))
         return real_upsert(aggregates, resolution)
 
-    monkeypatch.setattr(telemetry, "_upsert_rollups", upsert_while_ingesting)
+    monkeypatch.setattr(rollups, "_upsert_rollups", upsert_while_ingesting)
     telemetry.rollup_pending()
     assert TelemetryDirtyBucket.objects.count() == 1
 
