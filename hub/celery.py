@@ -83,6 +83,10 @@ app.conf.update(
             "task": "security.tasks.purge_old_scans",
             "schedule": crontab(minute=53, hour=3),
         },
+        "security-dashboard-rollup": {
+            "task": "security.tasks.dashboard_rollup",
+            "schedule": 60.0,
+        },
         "sweep-network-detection": {
             "task": "security.tasks.network_sweep",
             "schedule": 300.0,

@@ -1,36 +1,34 @@
-"""Reads of the threat dashboard: aggregates of scans and alerts per hour, cached per hour.
+"""Reads of the threat dashboard: every figure of a window, exact and fresh.
 
-Every figure of a window (except the open alerts, which are read live from the
-``alert_org_status_severity`` index) is a sum over **slices**: one small dict of counts per hour
-(per day for the 30-day window) of scans by verdict, alerts by category and by connection, and
-scans by app, agent and detector. A finished hour or day never changes (scans and alerts keep
-their time, category and connection), so its slice is cached for
-``SECURITY_DASHBOARD_HOUR_CACHE_SECONDS``; only the current hour and the window's first, partial
-hour are read from the database on every view. Missing slices are computed together with one
-grouped query per figure over their time range (``date_trunc`` buckets on the
-``organization, created_at`` indexes). The 1-hour window is read live by minute.
-The whole summary is also cached for ``SECURITY_DASHBOARD_CACHE_SECONDS``; the live table never.
+The finished hours of a window come from the hourly rollups (``security.rollups``): about 90
+small rows per hour instead of the raw scans and alerts, summed by the database and cached per
+window under the rollups' ``version`` (so the cache changes whenever the rollups do). The rest of
+the window (its partial first hour, the hours not rolled up yet, the current hour, any dirty hour)
+is counted from the raw rows on every view, as are the open alerts (an index-only scan of
+``alert_org_status_severity``), the open alerts of the top connections and the open incidents. A
+new scan or alert is therefore on the next view at once; nothing of the summary waits on a cache.
+The 1-hour window is read from the raw rows by minute. The live table is never cached.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection as db
-from django.db.models import Count, Q
-from django.db.models.functions import TruncDay, TruncHour, TruncMinute
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from fabric.models import Connection
 from security.choices import SEVERITY_RANK, AlertStatus, Severity, Verdict, category_label
-from security.models import Alert, Incident, Scan
+from security.models import Alert, DashboardDirtyHour, DashboardRollup, DashboardRollupState, Incident
+from security.rollups import HOUR, ceil_hour, floor_hour, iso, raw_slices
 
-HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+Kind = DashboardRollup.Kind
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,6 @@ class Window:
     key: str
     label: str
     span: timedelta
-    trunc: type
     bucket: timedelta
 
     @property
@@ -47,248 +44,144 @@ class Window:
 
 
 WINDOWS = {
-    "1h": Window("1h", "Last hour", timedelta(hours=1), TruncMinute, timedelta(minutes=1)),
-    "24h": Window("24h", "Last 24 hours", timedelta(hours=24), TruncHour, timedelta(hours=1)),
-    "7d": Window("7d", "Last 7 days", timedelta(days=7), TruncHour, timedelta(hours=1)),
-    "30d": Window("30d", "Last 30 days", timedelta(days=30), TruncDay, timedelta(days=1)),
+    "1h": Window("1h", "Last hour", timedelta(hours=1), timedelta(minutes=1)),
+    "24h": Window("24h", "Last 24 hours", timedelta(hours=24), timedelta(hours=1)),
+    "7d": Window("7d", "Last 7 days", timedelta(days=7), timedelta(hours=1)),
+    "30d": Window("30d", "Last 30 days", timedelta(days=30), timedelta(days=1)),
 }
 DEFAULT_WINDOW = "24h"
 TOP = 10
 LIVE_ROWS = 50
 SEVERITIES_HIGH_FIRST = sorted(Severity.values, key=lambda s: -SEVERITY_RANK[Severity(s)])
 OPEN_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
-FLAGGED = Q(verdict=Verdict.BLOCK) | Q(finding_count__gt=0)
 
 
 def window_for(key: str | None) -> Window:
     return WINDOWS.get(key or DEFAULT_WINDOW, WINDOWS[DEFAULT_WINDOW])
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+def _empty_figures() -> dict:
+    """Counts of a window: ``scans`` {verdict: {bucket: n}}, ``alerts`` {category: {bucket: n}},
+    ``apps`` and ``agents`` {name: [scans, flagged, blocked]}, ``detectors`` and ``connections``
+    {key: n}."""
+    return {"scans": {}, "alerts": {}, "apps": {}, "agents": {}, "detectors": {}, "connections": {}}
 
 
-def _floor_hour(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def _bucket_of(moment_iso: str, window: Window) -> str:
+    if window.bucket >= DAY:
+        return iso(datetime.fromisoformat(moment_iso).replace(hour=0))
+    return moment_iso
 
 
-def _empty_slice() -> dict:
-    return {"scans": {}, "alerts": {}, "connections": {}, "apps": {}, "agents": {}, "detectors": {}}
+def _add_point(figures: dict, part: str, name: str, bucket: str, n: int) -> None:
+    series = figures[part].setdefault(name, {})
+    series[bucket] = series.get(bucket, 0) + n
 
 
-def _detector_rows(org, ranges: list[tuple[datetime, datetime]], trunc: str) -> list[tuple]:
-    """(bucket, detector, scans): the JSON list ``detectors_hit`` unnested in SQL."""
-    table = Scan._meta.db_table
-    if db.vendor == "postgresql":
-        bucket = f"date_trunc('{trunc}', created_at AT TIME ZONE 'UTC')"
-        unnest, name = f"jsonb_array_elements_text({table}.detectors_hit) AS d(name)", "d.name"
+def _add_total(figures: dict, part: str, name: str, value) -> None:
+    if isinstance(value, list):
+        total = figures[part].setdefault(name, [0, 0, 0])
+        for i, n in enumerate(value):
+            total[i] += n
     else:
-        pattern = {"day": "%%Y-%%m-%%d 00:00:00", "hour": "%%Y-%%m-%%d %%H:00:00", "minute": "%%Y-%%m-%%d %%H:%%M:00"}[
-            trunc
-        ]
-        bucket = f"strftime('{pattern}', created_at)"
-        unnest, name = f"json_each({table}.detectors_hit) AS d", "d.value"
-    sql = (
-        f"SELECT {bucket}, {name}, COUNT(*) FROM {table}, {unnest} "  # noqa: S608 - no user input
-        "WHERE organization_id = %s AND finding_count > 0 AND ("
-        + " OR ".join(["(created_at >= %s AND created_at < %s)"] * len(ranges))
-        + ") "
-        "GROUP BY 1, 2"
-    )
-    with db.cursor() as cursor:
-        cursor.execute(sql, [org.pk, *(bound for pair in ranges for bound in pair)])
-        return [(_as_utc(value), detector, n) for value, detector, n in cursor.fetchall()]
+        figures[part][name] = figures[part].get(name, 0) + value
 
 
-def _as_utc(value) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _add_slices(figures: dict, slices: dict[str, dict], window: Window) -> None:
+    """Add counts of raw rows (``security.rollups.raw_slices``) to ``figures``."""
+    for moment_iso, counts in slices.items():
+        bucket = _bucket_of(moment_iso, window)
+        for part in ("scans", "alerts"):
+            for name, n in counts[part].items():
+                _add_point(figures, part, name, bucket, n)
+        for part in ("apps", "agents", "detectors", "connections"):
+            for name, value in counts[part].items():
+                _add_total(figures, part, name, value)
 
 
-def _slices(org, ranges: list[tuple[datetime, datetime]], trunc=TruncHour, trunc_name: str = "hour") -> dict[str, dict]:
-    """Counts per ``trunc`` bucket of the time ``ranges`` (``[start, end)`` each): one grouped
-    query per figure, whatever the number of ranges."""
-    slices: dict[str, dict] = {}
+def _add_figures(figures: dict, other: dict) -> None:
+    for part in ("scans", "alerts"):
+        for name, series in other[part].items():
+            for bucket, n in series.items():
+                _add_point(figures, part, name, bucket, n)
+    for part in ("apps", "agents", "detectors", "connections"):
+        for name, value in other[part].items():
+            _add_total(figures, part, name, list(value) if isinstance(value, list) else value)
 
-    def slot(bucket) -> dict:
-        return slices.setdefault(_iso(_as_utc(bucket)), _empty_slice())
 
-    within = Q()
-    for start, end in ranges:
-        within |= Q(created_at__gte=start, created_at__lt=end)
-    scans = Scan.objects.for_org(org).filter(within)
-    alerts = Alert.objects.for_org(org).filter(within)
-    for row in (
-        scans.annotate(b=trunc("created_at", tzinfo=UTC)).values("b", "verdict").annotate(n=Count("*")).order_by()
-    ):
-        slot(row["b"])["scans"][row["verdict"]] = row["n"]
-    for row in (
-        alerts.annotate(b=trunc("created_at", tzinfo=UTC)).values("b", "category").annotate(n=Count("*")).order_by()
-    ):
-        slot(row["b"])["alerts"][row["category"]] = row["n"]
-    for row in (
-        alerts.filter(connection__isnull=False)
-        .annotate(b=trunc("created_at", tzinfo=UTC))
-        .values("b", "connection_id")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        slot(row["b"])["connections"][str(row["connection_id"])] = row["n"]
-    for field, key in (("app", "apps"), ("agent", "agents")):
-        for row in (
-            scans.exclude(**{field: ""})
-            .annotate(b=trunc("created_at", tzinfo=UTC))
-            .values("b", field)
-            .annotate(
-                n=Count("id"), flagged=Count("id", filter=FLAGGED), blocked=Count("id", filter=Q(verdict="block"))
-            )
+def _rolled(org, window: Window, start: datetime, end: datetime, dirty: list[datetime], version: int) -> dict:
+    """The figures of the rolled-up hours ``[start, end)`` except ``dirty``, summed by the
+    database; cached under the rollups' version, which every change of the rollups raises."""
+    digest = hashlib.sha256(",".join(iso(h) for h in dirty).encode()).hexdigest()[:16] if dirty else "-"
+    key = f"security:dashboard:rolled:{org.pk}:{window.key}:{start:%Y%m%d%H}:{end:%Y%m%d%H}:{version}:{digest}"
+    figures = cache.get(key)
+    if figures is not None:
+        return figures
+    figures = _empty_figures()
+    rows = DashboardRollup.objects.filter(organization=org, hour__gte=start, hour__lt=end)
+    if dirty:
+        rows = rows.exclude(hour__in=dirty)
+    timeline = rows.filter(kind__in=(Kind.VERDICT, Kind.CATEGORY))
+    if window.bucket >= DAY:
+        points = (
+            timeline.annotate(day=TruncDay("hour", tzinfo=UTC))
+            .values_list("day", "kind", "key")
+            .annotate(total=Sum("n"))
             .order_by()
-        ):
-            slot(row["b"])[key][row[field]] = [row["n"], row["flagged"], row["blocked"]]
-    for bucket, detector, n in _detector_rows(org, ranges, trunc_name):
-        slot(bucket)["detectors"][detector] = n
-    return slices
+        )
+    else:  # one row per hour and key already
+        points = timeline.values_list("hour", "kind", "key", "n")
+    for bucket, kind, name, n in points:
+        _add_point(figures, "scans" if kind == Kind.VERDICT else "alerts", name, iso(bucket), n)
+    parts = {Kind.APP: "apps", Kind.AGENT: "agents", Kind.DETECTOR: "detectors", Kind.CONNECTION: "connections"}
+    totals = (
+        rows.filter(kind__in=list(parts))
+        .values_list("kind", "key")
+        .annotate(total=Sum("n"), flagged=Sum("flagged"), blocked=Sum("blocked"))
+        .order_by()
+    )
+    for kind, name, n, flagged, blocked in totals:
+        _add_total(figures, parts[kind], name, [n, flagged, blocked] if kind in (Kind.APP, Kind.AGENT) else n)
+    cache.set(key, figures, settings.SECURITY_DASHBOARD_HOUR_CACHE_SECONDS)
+    return figures
 
 
-def _day_key(org, day: datetime) -> str:
-    return f"security:dashboard:hours:{org.pk}:{day:%Y-%m-%d}"
-
-
-def _hourly(org, since: datetime, now: datetime) -> dict[str, dict]:
-    """The hour slices of ``[since, now)``: finished hours from the cache (computing the missing
-    ones together), the window's partial first hour and the current hour from the database.
-
-    Finished hours are cached in one entry per day (at most 31 keys for a 30-day window)."""
-    first_full = since if _floor_hour(since) == since else _floor_hour(since) + HOUR
-    current = _floor_hour(now)
-    hours = []
-    hour = first_full
-    while hour < current:
-        hours.append(hour)
-        hour += HOUR
-    day_keys = {_day_key(org, h) for h in hours}
-    bundles = cache.get_many(sorted(day_keys))
-    result: dict[str, dict] = {}
-    missing = []
-    for h in hours:
-        bundle = bundles.get(_day_key(org, h), {})
-        if _iso(h) in bundle:
-            result[_iso(h)] = bundle[_iso(h)]
-        else:
-            missing.append(h)
-    if missing:
-        computed = _slices(org, [(min(missing), max(missing) + HOUR)])
-        changed = {}
-        for h in missing:
-            result[_iso(h)] = computed.get(_iso(h), _empty_slice())
-            key = _day_key(org, h)
-            changed[key] = changed.get(key) or dict(bundles.get(key, {}))
-            changed[key][_iso(h)] = result[_iso(h)]
-        cache.set_many(changed, settings.SECURITY_DASHBOARD_HOUR_CACHE_SECONDS)
-    live = [(start, end) for start, end in ((since, min(first_full, now)), (max(current, since), now)) if start < end]
-    if live:
-        for bucket, counts in _slices(org, live).items():
-            result[bucket] = _merge_slice(result.get(bucket, _empty_slice()), counts)
-    return result
-
-
-def _daily(org, since: datetime, now: datetime) -> dict[str, dict]:
-    """Day slices for the finished days of ``[since, now)`` (one cache entry per day, the missing
-    days computed together), and hour slices for the window's partial first day and today."""
-    first_full = _floor_day(since) if _floor_day(since) == since else _floor_day(since) + DAY
-    today = _floor_day(now)
-    days = []
-    day = first_full
-    while day < today:
-        days.append(day)
-        day += DAY
-    keys = {f"security:dashboard:day:{org.pk}:{d:%Y-%m-%d}": d for d in days}
-    cached = cache.get_many(list(keys))
-    result = {_iso(keys[k]): v for k, v in cached.items()}
-    missing = [d for k, d in keys.items() if k not in cached]
-    if missing:
-        computed = _slices(org, [(min(missing), max(missing) + DAY)], trunc=TruncDay, trunc_name="day")
-        fresh = {}
-        for k, d in keys.items():
-            if k not in cached:
-                result[_iso(d)] = fresh[k] = computed.get(_iso(d), _empty_slice())
-        cache.set_many(fresh, settings.SECURITY_DASHBOARD_HOUR_CACHE_SECONDS)
-    for start, end in ((since, min(first_full, now)), (max(today, since), now)):
+def window_figures(org, window: Window, *, since: datetime, now: datetime) -> dict:
+    """The counts of ``[since, now)``: rolled-up hours from the rollups, every other moment (the
+    partial first hour, hours not rolled up yet, the current hour, dirty hours) from raw rows."""
+    figures = _empty_figures()
+    if window.bucket < HOUR:
+        _add_slices(figures, raw_slices(org.pk, [(since, now)], "minute"), window)
+        return figures
+    raw = [(since, now)]
+    state = DashboardRollupState.objects.filter(organization=org).values_list("rolled_from", "rolled_until", "version")
+    state = state.first()
+    if state is not None:
+        rolled_from, rolled_until, version = state
+        start, end = max(ceil_hour(since), rolled_from), min(floor_hour(now), rolled_until)
         if start < end:
-            result.update(_hourly(org, start, end))
-    return result
-
-
-def _floor_day(value: datetime) -> datetime:
-    return _floor_hour(value).replace(hour=0)
-
-
-def _merge_slice(into: dict, other: dict) -> dict:
-    merged = _empty_slice()
-    for part in merged:
-        for source in (into[part], other[part]):
-            for name, value in source.items():
-                if isinstance(value, list):
-                    old = merged[part].get(name, [0, 0, 0])
-                    merged[part][name] = [a + b for a, b in zip(old, value, strict=True)]
-                else:
-                    merged[part][name] = merged[part].get(name, 0) + value
-    return merged
+            dirty = sorted(
+                DashboardDirtyHour.objects.filter(organization=org, hour__gte=start, hour__lt=end).values_list(
+                    "hour", flat=True
+                )
+            )
+            _add_figures(figures, _rolled(org, window, start, end, dirty, version))
+            raw = [(since, start), (end, now), *((hour, hour + HOUR) for hour in dirty)]
+    _add_slices(figures, raw_slices(org.pk, raw, "hour"), window)
+    return figures
 
 
 def summary(*, org, window: Window, now: datetime | None = None) -> dict:
-    """Everything the dashboard's charts and KPIs show for ``window`` (cached briefly)."""
+    """Everything the dashboard's charts and KPIs show for ``window``, exact as of now."""
     now = now or timezone.now()
-    key = f"security:dashboard:{org.pk}:{window.key}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    data = _summary(org=org, window=window, now=now)
-    cache.set(key, data, settings.SECURITY_DASHBOARD_CACHE_SECONDS)
-    return data
-
-
-def _bucket_of(hour_iso: str, window: Window) -> str:
-    if window.bucket == timedelta(days=1):
-        return _iso(datetime.fromisoformat(hour_iso).replace(hour=0))
-    return hour_iso
-
-
-def _summary(*, org, window: Window, now: datetime) -> dict:
     since = now - window.span
-    if window.bucket < HOUR:
-        slices = _slices(org, [(since, now)], trunc=TruncMinute, trunc_name="minute")
-    elif window.bucket >= DAY:
-        slices = _daily(org, since, now)
-    else:
-        slices = _hourly(org, since, now)
-
-    scans_over_time: dict[str, dict[str, int]] = {Verdict.ALLOW: {}, Verdict.BLOCK: {}}
-    alerts_over_time: dict[str, dict[str, int]] = {}
-    scan_totals: Counter = Counter()
-    category_totals: Counter = Counter()
-    by_connection: Counter = Counter()
-    detectors: Counter = Counter()
-    apps: dict[str, list[int]] = {}
-    agents: dict[str, list[int]] = {}
-    for hour_iso, counts in sorted(slices.items()):
-        bucket = _bucket_of(hour_iso, window)
-        for verdict, n in counts["scans"].items():
-            series = scans_over_time.setdefault(verdict, {})
-            series[bucket] = series.get(bucket, 0) + n
-            scan_totals[verdict] += n
-        for category, n in counts["alerts"].items():
-            series = alerts_over_time.setdefault(category, {})
-            series[bucket] = series.get(bucket, 0) + n
-            category_totals[category] += n
-        by_connection.update(counts["connections"])
-        detectors.update(counts["detectors"])
-        for target, source in ((apps, counts["apps"]), (agents, counts["agents"])):
-            for name, values in source.items():
-                total = target.setdefault(name, [0, 0, 0])
-                for i, value in enumerate(values):
-                    total[i] += value
+    figures = window_figures(org, window, since=since, now=now)
+    scans_over_time = {Verdict.ALLOW.value: {}, Verdict.BLOCK.value: {}}
+    scans_over_time.update({verdict: dict(sorted(s.items())) for verdict, s in figures["scans"].items()})
+    alerts_over_time = {category: dict(sorted(s.items())) for category, s in sorted(figures["alerts"].items())}
+    scan_totals = {verdict: sum(s.values()) for verdict, s in figures["scans"].items()}
+    category_totals = {category: sum(s.values()) for category, s in figures["alerts"].items()}
+    by_connection = figures["connections"]
 
     open_by_severity = dict.fromkeys(SEVERITIES_HIGH_FIRST, 0)
     alerts = Alert.objects.for_org(org)
@@ -308,15 +201,24 @@ def _summary(*, org, window: Window, now: datetime) -> dict:
             "a_port__metro__longitude",
         )
     }
-    top_ids = [pk for pk, _ in sorted(by_connection.items(), key=lambda item: (-item[1], item[0]))[:TOP]]
+    ranked = sorted((item for item in by_connection.items() if item[0] in connections), key=lambda i: (-i[1], i[0]))
+    top_ids = [pk for pk, _ in ranked[:TOP]]
+    # Open alerts of the top connections, any age: the partial index ``alert_org_open_connection``.
+    open_counts = {
+        str(pk): n
+        for pk, n in alerts.filter(status__in=OPEN_STATUSES, connection_id__in=[int(pk) for pk in top_ids])
+        .values_list("connection_id")
+        .annotate(n=Count("*"))
+        .order_by()
+    }
     top_connections = [
         {
             "id": str(connections[pk]["public_id"]),
             "name": connections[pk]["name"],
             "alerts": by_connection[pk],
+            "open": open_counts.get(pk, 0),
         }
         for pk in top_ids
-        if pk in connections
     ]
     metros: dict[str, dict] = {}
     for pk, n in by_connection.items():
@@ -343,10 +245,11 @@ def _summary(*, org, window: Window, now: datetime) -> dict:
 
     total_scans = sum(scan_totals.values())
     blocked = scan_totals.get(Verdict.BLOCK, 0)
+    detectors = sorted(figures["detectors"].items(), key=lambda item: (-item[1], item[0]))
     return {
         "window": window.key,
-        "since": _iso(since),
-        "until": _iso(now),
+        "since": iso(since),
+        "until": iso(now),
         "bucket_seconds": int(window.bucket.total_seconds()),
         "kpis": {
             "open_alerts": sum(open_by_severity.values()),
@@ -361,13 +264,14 @@ def _summary(*, org, window: Window, now: datetime) -> dict:
         "scans_over_time": scans_over_time,
         "alerts_over_time": alerts_over_time,
         "category_totals": [
-            {"category": c, "label": category_label(c), "alerts": n} for c, n in category_totals.most_common()
+            {"category": c, "label": category_label(c), "alerts": n}
+            for c, n in sorted(category_totals.items(), key=lambda item: (-item[1], item[0]))
         ],
         "top_connections": top_connections,
-        "top_agents": top(agents),
-        "top_apps": top(apps),
-        "detectors": [{"detector": d, "label": category_label(d), "scans": n} for d, n in detectors.most_common()],
-        "by_metro": sorted(metros.values(), key=lambda m: -m["alerts"]),
+        "top_agents": top(figures["agents"]),
+        "top_apps": top(figures["apps"]),
+        "detectors": [{"detector": d, "label": category_label(d), "scans": n} for d, n in detectors],
+        "by_metro": sorted(metros.values(), key=lambda m: (-m["alerts"], m["code"])),
     }
 
 

@@ -23,7 +23,7 @@ from fabric.models import Connection
 from hub.choices import Role
 from hub.errors import DomainError
 from hub.models import Membership, Organization
-from security import services
+from security import rollups, services
 from security.choices import SEVERITY_RANK, AlertSource, AlertStatus, ScanAction, Severity, category_label
 from security.models import Alert, AlertNote, Scan
 
@@ -272,6 +272,9 @@ def seed_security_demo() -> dict[str, int]:
         if org is None:
             continue
         scans, alerts = _seed_org(org, count, injections, benign)
+        if scans:  # rows written in the past: the dashboard's rollups are rebuilt from them
+            rollups.rollup_reset(org.pk)
+            rollups.rollup_advance(organization_id=org.pk)
         counts["scans"] += scans
         counts["alerts"] += alerts
     return counts

@@ -194,6 +194,12 @@ class Alert(OrgOwnedModel):
             models.Index(fields=["organization", "status", "severity"], name="alert_org_status_severity"),
             models.Index(fields=["organization", "-last_seen"], name="alert_org_last_seen"),
             models.Index(fields=["organization", "-created_at"], name="alert_org_time"),
+            # The open alerts of the top connections: a few index entries per connection.
+            models.Index(
+                fields=["organization", "connection"],
+                condition=Q(status__in=[AlertStatus.ACKNOWLEDGED, AlertStatus.OPEN]),
+                name="alert_org_open_connection",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -225,3 +231,66 @@ class AlertNote(models.Model):
 
     def __str__(self) -> str:
         return f"Note on {self.alert_id} by {self.author_label}"
+
+
+class DashboardRollup(models.Model):
+    """Counts of one organization's scans or alerts in one hour, by one dimension (``kind``).
+
+    Derived data, rebuilt from the raw rows by ``security.rollups``: a finished hour is rolled up
+    once it is ``ROLLUP_DELAY`` old and recomputed whenever it is marked dirty. ``flagged`` and
+    ``blocked`` are counted for the app and agent kinds only.
+    """
+
+    class Kind(models.TextChoices):
+        VERDICT = "verdict", "Scans by verdict"
+        APP = "app", "Scans by app"
+        AGENT = "agent", "Scans by agent"
+        DETECTOR = "detector", "Scans flagged by detector"
+        CATEGORY = "category", "New alerts by category"
+        CONNECTION = "connection", "New alerts by connection"
+
+    organization = models.ForeignKey("hub.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    key = models.CharField(max_length=100, help_text="Verdict, app, agent, detector, category or connection id.")
+    n = models.PositiveIntegerField()
+    flagged = models.PositiveIntegerField(default=0)
+    blocked = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "hour", "kind", "key"], name="dashboard_rollup_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} at {self.hour:%Y-%m-%d %H}:00: {self.n}"
+
+
+class DashboardRollupState(models.Model):
+    """Which hours of an organization the rollups hold: ``[rolled_from, rolled_until)`` except
+    the dirty hours. ``version`` grows with every change of the rollups (cache keys use it)."""
+
+    organization = models.OneToOneField("hub.Organization", on_delete=models.CASCADE, related_name="+")
+    rolled_from = models.DateTimeField()
+    rolled_until = models.DateTimeField()
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Rollups of {self.organization_id}: {self.rolled_from} to {self.rolled_until}"
+
+
+class DashboardDirtyHour(models.Model):
+    """A rolled-up hour whose raw rows changed (written in the same transaction as the change):
+    the dashboard reads it from the raw rows until the rollup task recomputes it."""
+
+    organization = models.ForeignKey("hub.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "hour"], name="dashboard_dirty_one_per_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dirty hour {self.hour} of {self.organization_id}"

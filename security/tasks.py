@@ -11,6 +11,14 @@ def purge_old_scans() -> int:
     return services.scan_purge()
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def dashboard_rollup() -> int:
+    """Roll up the threat dashboard's finished hours and recompute its dirty ones (beat, every minute)."""
+    from security.rollups import rollup_advance
+
+    return rollup_advance()
+
+
 @shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
 def record_policy_denial(**arguments) -> None:
     """Record a policy denial whose request ran inside a caller's transaction that rolled back."""
