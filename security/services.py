@@ -24,7 +24,7 @@ from hub.roles import Action
 from hub.services import audit_changes, audit_record, require_action
 from marketplace.choices import Category
 from marketplace.models import ProviderProfile
-from security import detectors
+from security import detectors, rollups
 from security.choices import (
     ACTION_RANK,
     SEVERITY_RANK,
@@ -515,7 +515,7 @@ def scan_build(*, org, membership, request: ScanRequest, profile: ScanProfile, t
         model_name=request.model_name[:100],
         connection=request.connection,
         batch_id=batch_id,
-        created_by=membership.user,
+        created_by_id=membership.user_id,  # the id is enough: no query for the user
     )
     scan.duration_ms = round((time.perf_counter() - started) * 1000, 3)
     return scan
@@ -591,6 +591,8 @@ def scan_batch(*, membership: Membership, requests: list[ScanRequest], batch: bo
         scans[0].save()
     else:
         scans = Scan.objects.bulk_create(scans)
+    # Dashboard rollups: a no-op unless the batch began in an hour that has ended since.
+    rollups.mark_dirty(org.pk, {scan.created_at for scan in scans})
     for scan in scans:
         if scan.action != ScanAction.ALLOW:
             _raise_scan_alerts(scan)
@@ -609,6 +611,7 @@ def scan_purge(*, older_than_days: int | None = None, batch_size: int = 5000) ->
         with transaction.atomic():
             Alert.objects.filter(scan_id__in=ids).update(scan=None)
             deleted += Scan.objects.filter(pk__in=ids).delete()[0]
+            rollups.scans_purged(cutoff)  # the dashboard's scan counts of the purged hours go too
 
 
 # --- Alerts ----------------------------------------------------------------------------------
@@ -623,7 +626,7 @@ def _higher(first: str, second: str) -> str:
     return first if SEVERITY_RANK[Severity(first)] >= SEVERITY_RANK[Severity(second)] else second
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside a caller's transaction (a scan), no savepoint of its own
 def alert_raise(
     *,
     org: Organization,
@@ -652,14 +655,24 @@ def alert_raise(
     created = False
     if existing is not None:
         alert = existing
-        Alert.objects.filter(pk=alert.pk).update(count=F("count") + 1)
-        alert.count += 1
-        alert.last_seen = now
+        alert.count += 1  # the row is locked: no other raise can count in between
+        alert.last_seen = alert.updated_at = now
         alert.severity = _higher(alert.severity, severity)
         alert.evidence = evidence
         alert.scan = scan or alert.scan
+        if connection is not None and connection.pk != alert.connection_id:
+            rollups.mark_dirty(org.pk, [alert.created_at])  # its hour's alerts by connection changed
         alert.connection = connection or alert.connection
-        alert.save(update_fields=["last_seen", "severity", "evidence", "scan", "connection", "updated_at"])
+        # One statement for the repeat; ``count`` is still incremented in SQL.
+        Alert.objects.filter(pk=alert.pk).update(
+            count=F("count") + 1,
+            last_seen=now,
+            updated_at=now,
+            severity=alert.severity,
+            evidence=evidence,
+            scan=alert.scan,
+            connection=alert.connection,
+        )
     else:
         try:
             with transaction.atomic():
@@ -676,6 +689,7 @@ def alert_raise(
                     first_seen=now,
                     last_seen=now,
                 )
+                rollups.mark_dirty(org.pk, [alert.created_at])  # a no-op unless its hour has ended
         except IntegrityError:  # a concurrent raise created it first: count this one as a repeat
             return alert_raise(
                 org=org,
