@@ -282,8 +282,8 @@ def machine_label() -> str:
     return f"{os.cpu_count()} CPU, {platform.machine()}, Python {platform.python_version()}{load}"
 
 
-def prepare_database() -> None:
-    """Create (PostgreSQL), migrate and empty the benchmark database."""
+def prepare_database(*, keep_data: bool = False) -> None:
+    """Create (PostgreSQL), migrate and empty the benchmark database (unless ``keep_data``)."""
     from django.core.management import call_command
     from django.db import connection
 
@@ -299,7 +299,8 @@ def prepare_database() -> None:
     elif connection.vendor == "postgresql":
         _create_postgres_database(connection, name)
     call_command("migrate", interactive=False, verbosity=0)
-    call_command("flush", interactive=False, verbosity=0)
+    if not keep_data:
+        call_command("flush", interactive=False, verbosity=0)
 
 
 def _create_postgres_database(connection, name: str) -> None:
@@ -430,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the SQL of counted requests")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="do not empty the database first: a benchmark that can reuses the rows of an earlier run "
+        "(for iterating on one benchmark; never with --record)",
+    )
     args = parser.parse_args(argv)
     VERBOSE = args.verbose
 
@@ -442,7 +449,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{bench.name:<36} {bench.description}" + (f"  [{targets}]" if targets else ""))
         return 0
 
-    prepare_database()
+    if args.keep_data and args.record:
+        raise SystemExit("--keep-data measures on left-over data: it cannot be recorded.")
+    prepare_database(keep_data=args.keep_data)
     env = {
         "database": database_label(),
         "cache": cache_label(),
