@@ -60,8 +60,10 @@ class _TopologyView(OrgView):
                 return render(request, "fabric/partials/topology_tables.html", context, status=status)
         api = reverse("topology")
         by_state = Counter(edge["state"] for edge in topology.edges)
+        figure = self.figure(topology)
         context |= {
-            "figure": self.figure(topology),
+            "figure": figure,
+            "figure_script": topo.figure_script(figure, "topology-figure-data"),
             "by_state": [(ConnectionState(state).label, n) for state, n in by_state.most_common()],
             "downloads": {fmt: f"{api}?{urlencode({**params, 'format': fmt})}" for fmt in ("json", "graphml")},
         }

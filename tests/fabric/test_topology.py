@@ -300,3 +300,24 @@ def test_great_circle_lines_bend_towards_the_pole_and_cross_the_pacific_the_shor
     assert (lons[0], lons[-1]) == (139.69, -118.24)
     assert all(lon >= 139 or lon <= -118 for lon in lons)
     assert max(lats) > 45
+
+
+def test_markup_in_names_is_escaped_in_graphml_and_json(network, token_client):
+    name = 'a & b <c> "d"'
+    Connection.objects.filter(pk=network.own.pk).update(name=name)
+    client = token_client(network.acme.member)
+    _, edges = _graph(client)
+    assert name in edges
+    graphml = client.get(URL, {"format": "graphml"}).content.decode()
+    assert "a &amp; b &lt;c&gt;" in graphml
+    graph = nx.parse_graphml(graphml, force_multigraph=True)
+    assert name in {data["label"] for _, _, data in graph.edges(data=True)}
+
+
+def test_indented_json_is_the_same_graph(network, token_client):
+    client = token_client(network.acme.member)
+    compact = client.get(URL)
+    indented = client.get(URL, HTTP_ACCEPT="application/json; indent=2")
+    assert indented.status_code == 200
+    assert b'\n  "nodes"' in indented.content
+    assert indented.json() == compact.json()

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from fabric import services
 from fabric.choices import ConnectionState
+from fabric.models import Connection
 from fabric.telemetry import rollup_pending, telemetry_ingest
 from hub.choices import Role
 from tests.fabric import test_topology
@@ -276,3 +277,14 @@ def test_home_tiles_show_connections_by_state_busiest_and_recent_events(
 def test_the_provider_sees_requests_waiting_on_it(network, logged_in):
     html = logged_in(network.cloud.member).get("/").content.decode()
     assert "1 waiting on you" in html
+
+
+@pytest.mark.parametrize("url", [MAP, LOGICAL])
+def test_markup_in_names_cannot_break_out_of_the_figure_data(network, logged_in, url):
+    name = 'evil</script><script>alert(1)</script><!-- & "quoted" é'
+    Connection.objects.filter(pk=network.own.pk).update(name=name)
+    html = logged_in(network.acme.member).get(url).content.decode()
+    assert "<script>alert(1)" not in html
+    figure = _figure(html)  # the island still parses, and carries the name as it is
+    labels = [row[1] for trace in _traces(figure, "connection-links") for row in trace["customdata"]]
+    assert name in labels
