@@ -18,16 +18,16 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Sum
+from django.db import connection as db
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
 from fabric.models import Connection
 from security.choices import SEVERITY_RANK, AlertStatus, Severity, Verdict, category_label
 from security.models import Alert, DashboardDirtyHour, DashboardRollup, DashboardRollupState, Incident
-from security.rollups import HOUR, ceil_hour, floor_hour, iso, raw_slices
+from security.rollups import DAY, HOUR, ceil_hour, day_ranges, floor_day, floor_hour, iso, raw_slices
 
-DAY = timedelta(days=1)
 Kind = DashboardRollup.Kind
 
 
@@ -54,6 +54,11 @@ TOP = 10
 LIVE_ROWS = 50
 SEVERITIES_HIGH_FIRST = sorted(Severity.values, key=lambda s: -SEVERITY_RANK[Severity(s)])
 OPEN_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+
+
+def ceil_day(value: datetime) -> datetime:
+    floor = floor_day(value)
+    return floor if floor == value else floor + DAY
 
 
 def window_for(key: str | None) -> Window:
@@ -109,6 +114,26 @@ def _add_figures(figures: dict, other: dict) -> None:
             _add_total(figures, part, name, list(value) if isinstance(value, list) else value)
 
 
+def _rolled_rows(org, start: datetime, end: datetime, dirty: list[datetime]):
+    """The rollup rows of ``[start, end)`` less the ``dirty`` hours: a day row for each whole day
+    without a dirty hour, hour rows for the rest."""
+    dirty_days = {floor_day(hour) for hour in dirty}
+    day = ceil_day(start)
+    days = []
+    while day + DAY <= end:
+        if day not in dirty_days:
+            days.append(day)
+        day += DAY
+    whole = Q(pk__in=[])
+    for first, last in day_ranges(days):
+        whole |= Q(hour__gte=first, hour__lt=last)
+    rows = DashboardRollup.objects.filter(organization=org)
+    hourly = rows.filter(hours=1, hour__gte=start, hour__lt=end).exclude(whole)
+    if dirty:
+        hourly = hourly.exclude(hour__in=dirty)
+    return rows.filter(whole, hours=24) if days else rows.none(), hourly
+
+
 def _rolled(org, window: Window, start: datetime, end: datetime, dirty: list[datetime], version: int) -> dict:
     """The figures of the rolled-up hours ``[start, end)`` except ``dirty``, summed by the
     database; cached under the rollups' version, which every change of the rollups raises."""
@@ -118,24 +143,26 @@ def _rolled(org, window: Window, start: datetime, end: datetime, dirty: list[dat
     if figures is not None:
         return figures
     figures = _empty_figures()
-    rows = DashboardRollup.objects.filter(organization=org, hour__gte=start, hour__lt=end)
-    if dirty:
-        rows = rows.exclude(hour__in=dirty)
-    timeline = rows.filter(kind__in=(Kind.VERDICT, Kind.CATEGORY))
+    daily, hourly = _rolled_rows(org, start, end, dirty)
+    timeline_kinds = (Kind.VERDICT, Kind.CATEGORY)
     if window.bucket >= DAY:
         points = (
-            timeline.annotate(day=TruncDay("hour", tzinfo=UTC))
+            (daily | hourly)
+            .filter(kind__in=timeline_kinds)
+            .annotate(day=TruncDay("hour", tzinfo=UTC))
             .values_list("day", "kind", "key")
             .annotate(total=Sum("n"))
             .order_by()
         )
-    else:  # one row per hour and key already
-        points = timeline.values_list("hour", "kind", "key", "n")
+    else:  # per hour: the hour rows of the whole range, one row per hour and key already
+        hours = DashboardRollup.objects.filter(organization=org, hours=1, hour__gte=start, hour__lt=end)
+        points = hours.exclude(hour__in=dirty).filter(kind__in=timeline_kinds).values_list("hour", "kind", "key", "n")
     for bucket, kind, name, n in points:
         _add_point(figures, "scans" if kind == Kind.VERDICT else "alerts", name, iso(bucket), n)
     parts = {Kind.APP: "apps", Kind.AGENT: "agents", Kind.DETECTOR: "detectors", Kind.CONNECTION: "connections"}
     totals = (
-        rows.filter(kind__in=list(parts))
+        (daily | hourly)
+        .filter(kind__in=list(parts))
         .values_list("kind", "key")
         .annotate(total=Sum("n"), flagged=Sum("flagged"), blocked=Sum("blocked"))
         .order_by()
@@ -171,6 +198,23 @@ def window_figures(org, window: Window, *, since: datetime, now: datetime) -> di
     return figures
 
 
+def _open_by_severity(org) -> dict[str, int]:
+    """Open (or acknowledged) alerts of any age per severity, highest first: one count per
+    severity, each an index-only range of ``alert_org_status_severity`` (no grouping of the tens
+    of thousands of open alerts a big organization may have)."""
+    one = (
+        f"(SELECT COUNT(*) FROM {Alert._meta.db_table} "  # noqa: S608 - no user input
+        "WHERE organization_id = %s AND status IN (%s, %s) AND severity = %s)"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT " + ", ".join([one] * len(SEVERITIES_HIGH_FIRST)),
+            [value for severity in SEVERITIES_HIGH_FIRST for value in (org.pk, *map(str, OPEN_STATUSES), severity)],
+        )
+        counts = cursor.fetchone()
+    return dict(zip(SEVERITIES_HIGH_FIRST, counts, strict=True))
+
+
 def summary(*, org, window: Window, now: datetime | None = None) -> dict:
     """Everything the dashboard's charts and KPIs show for ``window``, exact as of now."""
     now = now or timezone.now()
@@ -183,11 +227,8 @@ def summary(*, org, window: Window, now: datetime | None = None) -> dict:
     category_totals = {category: sum(s.values()) for category, s in figures["alerts"].items()}
     by_connection = figures["connections"]
 
-    open_by_severity = dict.fromkeys(SEVERITIES_HIGH_FIRST, 0)
+    open_by_severity = _open_by_severity(org)
     alerts = Alert.objects.for_org(org)
-    # COUNT(*), not COUNT(id): an index-only scan of ``alert_org_status_severity``, no table reads.
-    for row in alerts.filter(status__in=OPEN_STATUSES).values("severity").annotate(n=Count("*")).order_by():
-        open_by_severity[row["severity"]] = row["n"]
 
     connections = {
         str(row["pk"]): row

@@ -234,11 +234,12 @@ class AlertNote(models.Model):
 
 
 class DashboardRollup(models.Model):
-    """Counts of one organization's scans or alerts in one hour, by one dimension (``kind``).
+    """Counts of one organization's scans or alerts in one hour (``hours`` 1) or one UTC day
+    (``hours`` 24, the sum of its 24 hour rows), by one dimension (``kind``).
 
     Derived data, rebuilt from the raw rows by ``security.rollups``: a finished hour is rolled up
-    once it is ``ROLLUP_DELAY`` old and recomputed whenever it is marked dirty. ``flagged`` and
-    ``blocked`` are counted for the app and agent kinds only.
+    once it is ``ROLLUP_DELAY`` old and recomputed whenever it is marked dirty; a day once all its
+    hours are. ``flagged`` and ``blocked`` are counted for the app and agent kinds only.
     """
 
     class Kind(models.TextChoices):
@@ -250,7 +251,8 @@ class DashboardRollup(models.Model):
         CONNECTION = "connection", "New alerts by connection"
 
     organization = models.ForeignKey("hub.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
-    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    hour = models.DateTimeField(help_text="Start of the hour or day (UTC).")
+    hours = models.PositiveSmallIntegerField(default=1, help_text="1: one hour; 24: one day.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     key = models.CharField(max_length=100, help_text="Verdict, app, agent, detector, category or connection id.")
     n = models.PositiveIntegerField()
@@ -259,7 +261,9 @@ class DashboardRollup(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["organization", "hour", "kind", "key"], name="dashboard_rollup_unique"),
+            models.UniqueConstraint(
+                fields=["organization", "hours", "hour", "kind", "key"], name="dashboard_rollup_one_per_period"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ from security.choices import Verdict
 from security.models import Alert, DashboardDirtyHour, DashboardRollup, DashboardRollupState, Scan
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 # A finished hour is rolled up this long after its end, so a transaction that started in the hour
 # (a batch of scans) has committed; a later commit into a rolled-up hour must mark it dirty.
 ROLLUP_DELAY = timedelta(minutes=5)
@@ -54,6 +55,10 @@ SCAN_KINDS = (Kind.VERDICT, Kind.APP, Kind.AGENT, Kind.DETECTOR)
 
 def floor_hour(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(value: datetime) -> datetime:
+    return floor_hour(value).replace(hour=0)
 
 
 def ceil_hour(value: datetime) -> datetime:
@@ -110,7 +115,8 @@ def _detector_rows(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: 
 def raw_slices(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: str = "hour") -> dict[str, dict]:
     """Counts of the raw rows of ``ranges`` (``[start, end)`` each) per ``trunc`` bucket (ISO
     start): scans by verdict, alerts by category and connection, scans by app and agent
-    (``[scans, flagged, blocked]``) and by detector. One grouped query per figure."""
+    (``[scans, flagged, blocked]``) and by detector. Three grouped queries (scans, alerts, the
+    detectors each scan hit), whatever the number of ranges."""
     ranges = [(start, end) for start, end in ranges if start < end]
     slices: dict[str, dict] = {}
     if not ranges:
@@ -121,30 +127,38 @@ def raw_slices(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: str 
         return slices.setdefault(iso(as_utc(bucket)), empty_slice())
 
     within = _within(ranges)
-    scans = Scan.objects.filter(within, organization_id=org_id)
-    alerts = Alert.objects.filter(within, organization_id=org_id)
     bucket = truncate("created_at", tzinfo=UTC)
-    for row in scans.annotate(b=bucket).values("b", "verdict").annotate(n=Count("*")).order_by():
-        slot(row["b"])["scans"][row["verdict"]] = row["n"]
-    for row in alerts.annotate(b=bucket).values("b", "category").annotate(n=Count("*")).order_by():
-        slot(row["b"])["alerts"][row["category"]] = row["n"]
-    for row in (
-        alerts.filter(connection__isnull=False)
-        .annotate(b=bucket)
-        .values("b", "connection_id")
+    flagged = ExpressionWrapper(FLAGGED, output_field=BooleanField())
+    # Scans by bucket, verdict, app, agent and flagged: one query for the verdict, app and agent counts.
+    scans = (
+        Scan.objects.filter(within, organization_id=org_id)
+        .annotate(b=bucket, flag=flagged)
+        .values_list("b", "verdict", "app", "agent", "flag")
         .annotate(n=Count("*"))
         .order_by()
-    ):
-        slot(row["b"])["connections"][str(row["connection_id"])] = row["n"]
-    for field, part in (("app", "apps"), ("agent", "agents")):
-        for row in (
-            scans.exclude(**{field: ""})
-            .annotate(b=bucket)
-            .values("b", field)
-            .annotate(n=Count("*"), flagged=Count("id", filter=FLAGGED), blocked=Count("id", filter=Q(verdict="block")))
-            .order_by()
-        ):
-            slot(row["b"])[part][row[field]] = [row["n"], row["flagged"], row["blocked"]]
+    )
+    for start, verdict, app, agent, flag, n in scans:
+        counts = slot(start)
+        counts["scans"][verdict] = counts["scans"].get(verdict, 0) + n
+        for part, name in (("apps", app), ("agents", agent)):
+            if name:
+                total = counts[part].setdefault(name, [0, 0, 0])
+                total[0] += n
+                total[1] += n if flag else 0
+                total[2] += n if verdict == Verdict.BLOCK else 0
+    alerts = (
+        Alert.objects.filter(within, organization_id=org_id)
+        .annotate(b=bucket)
+        .values_list("b", "category", "connection_id")
+        .annotate(n=Count("*"))
+        .order_by()
+    )
+    for start, category, connection_id, n in alerts:
+        counts = slot(start)
+        counts["alerts"][category] = counts["alerts"].get(category, 0) + n
+        if connection_id is not None:
+            key = str(connection_id)
+            counts["connections"][key] = counts["connections"].get(key, 0) + n
     for start, detector, n in _detector_rows(org_id, ranges, trunc):
         slot(start)["detectors"][detector] = n
     return slices
@@ -162,14 +176,15 @@ def _hour_ranges(hours: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
     return [(start, end) for start, end in ranges]
 
 
-def _recompute(org_id: int, ranges: list[tuple[datetime, datetime]]) -> int:
-    """Replace the rollups of the hours in ``ranges`` by counts of their raw rows."""
+def _recompute(org_id: int, ranges: list[tuple[datetime, datetime]]) -> set[datetime]:
+    """Replace the hour rows of the hours in ``ranges`` by counts of their raw rows; returns the
+    days they touched."""
     if not ranges:
-        return 0
+        return set()
     hours = Q(pk__in=[])
     for start, end in ranges:
         hours |= Q(hour__gte=start, hour__lt=end)
-    DashboardRollup.objects.filter(hours, organization_id=org_id).delete()
+    DashboardRollup.objects.filter(hours, organization_id=org_id, hours=1).delete()
     rows = []
     for hour_iso, counts in raw_slices(org_id, ranges).items():
         hour = datetime.fromisoformat(hour_iso)
@@ -182,12 +197,58 @@ def _recompute(org_id: int, ranges: list[tuple[datetime, datetime]]) -> int:
                     )
                 )
     DashboardRollup.objects.bulk_create(rows, batch_size=2000)
-    return len(rows)
+    days = set()
+    for start, end in ranges:
+        day = floor_day(start)
+        while day < end:
+            days.add(day)
+            day += DAY
+    return days
+
+
+def _sum_days(org_id: int, days: set[datetime], *, rolled_from: datetime, rolled_until: datetime) -> None:
+    """Replace the day rows of ``days``: the sums of their hour rows for a day wholly rolled up,
+    none for a day that is not (the dashboard then reads its hour rows)."""
+    if not days:
+        return
+    DashboardRollup.objects.filter(organization_id=org_id, hours=24, hour__in=sorted(days)).delete()
+    complete = [day for day in days if rolled_from <= day and day + DAY <= rolled_until]
+    if not complete:
+        return
+    within = Q(pk__in=[])
+    for start, end in day_ranges(complete):
+        within |= Q(hour__gte=start, hour__lt=end)
+    sums = (
+        DashboardRollup.objects.filter(within, organization_id=org_id, hours=1)
+        .annotate(day=TruncDay("hour", tzinfo=UTC))
+        .values_list("day", "kind", "key")
+        .annotate(total=Sum("n"), all_flagged=Sum("flagged"), all_blocked=Sum("blocked"))
+        .order_by()
+    )
+    DashboardRollup.objects.bulk_create(
+        [
+            DashboardRollup(
+                organization_id=org_id, hours=24, hour=day, kind=kind, key=key, n=n, flagged=flagged, blocked=blocked
+            )
+            for day, kind, key, n, flagged, blocked in sums
+        ],
+        batch_size=2000,
+    )
+
+
+def day_ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
+    """Adjacent days merged into ``[start, end)`` ranges."""
+    ranges: list[list[datetime]] = []
+    for day in sorted(set(days)):
+        if ranges and ranges[-1][1] == day:
+            ranges[-1][1] = day + DAY
+        else:
+            ranges.append([day, day + DAY])
+    return [(start, end) for start, end in ranges]
 
 
 def _roll_org(state: DashboardRollupState, *, until: datetime, keep_from: datetime) -> bool:
     """Bring one organization's rollups up to ``until`` (its state row locked); True if they changed."""
-    changed = False
     org_id = state.organization_id
     dirty = list(
         DashboardDirtyHour.objects.filter(organization_id=org_id).values_list("pk", "hour", "marked_at")[:1000]
@@ -197,9 +258,8 @@ def _roll_org(state: DashboardRollupState, *, until: datetime, keep_from: dateti
     ranges = _hour_ranges(todo)
     if start < until:
         ranges.append((start, until))
-    if ranges:
-        _recompute(org_id, ranges)
-        changed = True
+    days = _recompute(org_id, ranges)
+    changed = bool(ranges)
     for pk, _, marked_at in dirty:  # a marker re-marked while we worked stays for the next run
         DashboardDirtyHour.objects.filter(pk=pk, marked_at=marked_at).delete()
     if state.rolled_from < keep_from:
@@ -207,6 +267,7 @@ def _roll_org(state: DashboardRollupState, *, until: datetime, keep_from: dateti
         changed = True
     new_from = max(state.rolled_from, keep_from) if state.rolled_until > keep_from else keep_from
     new_until = max(state.rolled_until, until)
+    _sum_days(org_id, days, rolled_from=new_from, rolled_until=new_until)
     if changed or (new_from, new_until) != (state.rolled_from, state.rolled_until):
         state.rolled_from, state.rolled_until = new_from, new_until
         state.version += 1

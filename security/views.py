@@ -51,8 +51,7 @@ class DashboardView(OrgView):
             "data": data,
             "charts": dashboard.charts(data),
             "filter": filterset,
-            "alerts": _live_rows(filterset),
-            "now": timezone.now(),
+            **_live_context(filterset),
             "refresh_seconds": dashboard.live_refresh_seconds(),
             "can_manage": _can_manage(request),
         }
@@ -64,6 +63,11 @@ def _live_rows(filterset):
     return list(alerts.order_by("-last_seen", "-id")[: dashboard.LIVE_ROWS])
 
 
+def _live_context(filterset) -> dict:
+    """The live table's rows; each row links to ``alerts_url`` + its id (the alert's page)."""
+    return {"alerts": _live_rows(filterset), "alerts_url": reverse("security:alert-list"), "now": timezone.now()}
+
+
 class DashboardLiveView(OrgView):
     """The live table alone (htmx refresh every few seconds, or after a filter change)."""
 
@@ -71,8 +75,7 @@ class DashboardLiveView(OrgView):
 
     def get(self, request):
         filterset = AlertFilter(request.GET, queryset=selectors.alert_list(org=request.org), request=request)
-        context = {"alerts": _live_rows(filterset), "now": timezone.now()}
-        return render(request, "security/partials/live_table.html", context)
+        return render(request, "security/partials/live_table.html", _live_context(filterset))
 
 
 class DashboardExportView(OrgView):

@@ -173,6 +173,7 @@ def test_figures_match_the_reference_before_during_and_after_rollups(world):
     assert DashboardRollup.objects.filter(organization=org).exists()
     _check_every_window(org)
     rollups.rollup_advance()
+    assert DashboardRollup.objects.filter(organization=org, hours=24).exists()  # whole days summed
     state = DashboardRollupState.objects.get(organization=org)
     assert state.rolled_until == rollups.floor_hour(timezone.now() - rollups.ROLLUP_DELAY)
     _check_every_window(org)
@@ -249,11 +250,15 @@ def test_the_retention_purge_takes_its_hours_out_of_the_rollups(world):
 
 def test_the_task_is_idempotent(world):
     rollups.rollup_advance()
-    first = sorted(DashboardRollup.objects.values_list("organization_id", "hour", "kind", "key", "n", "flagged"))
+    first = sorted(
+        DashboardRollup.objects.values_list("organization_id", "hours", "hour", "kind", "key", "n", "flagged")
+    )
     DashboardRollupState.objects.update(rolled_until=timezone.now() - timedelta(days=40))  # as if far behind
     rollups.rollup_advance()
     rollups.rollup_advance()
-    again = sorted(DashboardRollup.objects.values_list("organization_id", "hour", "kind", "key", "n", "flagged"))
+    again = sorted(
+        DashboardRollup.objects.values_list("organization_id", "hours", "hour", "kind", "key", "n", "flagged")
+    )
     assert again == first
 
 
