@@ -223,7 +223,8 @@ def _check_sample(item, *, connection_for, oldest: datetime, newest: datetime) -
     if problem:
         fields["connection"] = [problem]
     for name in sorted(item.keys() - SAMPLE_FIELDS - {"connection"}):
-        fields[name] = ["Unknown field."]
+        # The name is echoed in the report: a lone surrogate (valid JSON, not encodable) is escaped.
+        fields[name.encode("utf-8", "backslashreplace").decode()] = ["Unknown field."]
     time, problem = _parse_time(item.get("time"), oldest=oldest, newest=newest)
     if problem:
         fields["time"] = [problem]

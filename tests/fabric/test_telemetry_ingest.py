@@ -333,3 +333,13 @@ def test_the_announced_window_covers_the_stored_samples_only(link, engineer, dja
         start + timedelta(minutes=5),
         start + timedelta(minutes=20),
     }
+
+
+def test_an_unknown_field_named_with_a_lone_surrogate_is_reported_not_a_500(link, engineer):
+    body = f'{{"samples": [{json.dumps(sample())}, {{"\\ud800": 1}}]}}'
+    response = engineer.generic("POST", url(link), body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    errors = response.json()["errors"]
+    assert errors[0]["index"] == 1
+    assert errors[0]["fields"]["\\ud800"] == ["Unknown field."]
+    assert TelemetrySample.objects.filter(connection=link).count() == 1
