@@ -158,6 +158,19 @@ class AccessPoint(TimeStampedModel):
         return result
 
 
+class CatalogVersion(models.Model):
+    """One row (id 1) whose value changes, to a value never used before, in the same statement as any
+    write to offerings, access points, provider profiles or metros: database triggers set it (migration 0003),
+    whatever wrote (services, the admin, ``bulk_create``, ``QuerySet.update()``, raw SQL). Search reads
+    it to know whether its in-process facet index (``marketplace.catalog_index``) is current."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+    value = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"catalog version {self.value}"
+
+
 def refresh_regions(offering_ids) -> None:
     """Recompute ``Offering.regions`` from the offerings' access points."""
     reach: dict[int, set[str]] = {pk: set() for pk in offering_ids}

@@ -6,10 +6,15 @@
   case-insensitive match over name, summary, tags, accelerator and provider, names first.
 * Facets (category, provider, region, metro, accelerator, GPU memory band, compliance, price band):
   each facet's counts are computed with every filter except its own, so a user can widen a choice as
-  well as narrow it. Seven facets come from one grouped query over the few distinct combinations of
-  their columns (folded in Python); the metro facet is one more query over the access points.
+  well as narrow it. They are counted in the catalog index (``marketplace.catalog_index``): an
+  in-process columnar copy of every offering's facet dimensions, rebuilt when the catalog version
+  (kept by database triggers) changes, so a write is seen by the next search. The text search stays in
+  the database and gives the matching ids (and ranks); visibility, status, GPU count and the facet
+  filters are masks over the index.
 * Sorting: relevance, price, name, or estimated round-trip latency from one of my metros (the latency
-  from that metro to every metro is computed once in Python and annotated as a CASE).
+  from that metro to every metro is computed once in Python). The catalog page orders the matching
+  positions in the index (positions follow the database's ``name, id`` order) and reads only the page's
+  rows; ``offering_search`` (the API's list) orders the same way in SQL, with the latency as a CASE.
 
 Bad input never reaches the database as an error: the text is cleaned and capped, unknown facet values
 and sorts are reported in ``errors`` (the API answers 400, the page ignores them with a message).
@@ -22,15 +27,15 @@ import itertools
 import json
 import math
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import (
     Case,
-    Count,
     Exists,
     F,
     FloatField,
@@ -50,6 +55,7 @@ from fabric.choices import PortState, Region
 from fabric.latency import metro_rtt
 from fabric.models import Metro, Port
 from hub.errors import DomainError
+from marketplace import catalog_index
 from marketplace.choices import Category, OfferingStatus, PriceUnit
 from marketplace.models import AccessPoint, Offering, ProviderProfile
 
@@ -145,10 +151,6 @@ def _band_q(field_name: str, band: Band) -> Q:
     return q
 
 
-def _band_case(field_name: str, bands) -> Case:
-    return Case(*(When(_band_q(field_name, b), then=Value(b.key)) for b in bands), default=Value(""))
-
-
 # --- The query ---------------------------------------------------------------------------------
 @dataclass
 class CatalogQuery:
@@ -175,20 +177,25 @@ class CatalogQuery:
 
 
 class Vocabulary:
-    """The metros and providers facet values are checked against, each read at most once."""
+    """The metros and providers facet values are checked against, and the catalog index: all read with
+    the index, which is rebuilt when the catalog version changes (writes to metros and providers change it)."""
 
     @functools.cached_property
+    def index(self) -> catalog_index.CatalogIndex:
+        return catalog_index.current()
+
+    @property
     def metros(self) -> dict[str, Metro]:
-        return {m.code: m for m in Metro.objects.only("id", "code", "name", "region", "latitude", "longitude")}
+        return self.index.metros
 
-    @functools.cached_property
+    @property
     def metros_by_id(self) -> dict[int, Metro]:
-        return {m.pk: m for m in self.metros.values()}
+        return self.index.metros_by_id
 
-    @functools.cached_property
+    @property
     def providers(self) -> dict[str, tuple[int, str]]:
         """slug -> (id, name)"""
-        return {slug: (pk, name) for pk, slug, name in ProviderProfile.objects.values_list("pk", "slug", "name")}
+        return self.index.providers
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -431,74 +438,113 @@ def _ordered(qs: QuerySet, query: CatalogQuery, latencies: dict[int, float] | No
 
 
 # --- Facets ------------------------------------------------------------------------------------
-_COMBO_FACETS = ("category", "provider", "region", "accelerator", "gpu_memory", "compliance", "price")
-
-
-def _row_values(name: str, row: dict) -> list:
-    if name == "category":
-        return [row["category"]]
+def _wanted(name: str, values: list[str], vocabulary: Vocabulary):
+    """Which of a facet's index values a selection means: the same test as ``_facet_filter`` in SQL."""
     if name == "provider":
-        return [row["provider_id"]]
-    if name == "region":
-        return row["regions"].split()
-    if name == "accelerator":
-        return [row["accelerator"]] if row["accelerator"] else []
-    if name == "gpu_memory":
-        return [row["gpu_band"]] if row["gpu_band"] else []
-    if name == "compliance":
-        return list(row["compliance"] or [])
-    return [row["price_band"]] if row["price_band"] else []
+        ids = {vocabulary.providers[v][0] for v in values}
+        return ids.__contains__
+    if name == "metro":
+        ids = {vocabulary.metros[v].pk for v in values}
+        return ids.__contains__
+    if name == "accelerator":  # iexact
+        upper = {v.upper() for v in values}
+        return lambda value: value.upper() in upper
+    if name == "compliance" and not _is_postgres():  # SQLite: a case-insensitive match in the JSON text
+        lower = {v.lower() for v in values}
+        return lambda value: value.lower() in lower
+    chosen = set(values)
+    return chosen.__contains__
 
 
-def _row_matches(name: str, row: dict, selected: list, vocabulary: Vocabulary) -> bool:
-    if name == "provider":
-        wanted = {vocabulary.providers[v][0] for v in selected}
-        return row["provider_id"] in wanted
-    values = _row_values(name, row)
-    if name == "accelerator":
-        return any(v.lower() in {s.lower() for s in selected} for v in values)
-    return any(v in selected for v in values)
+@dataclass
+class _Matches:
+    """A query evaluated on the catalog index: the offerings it may show (``base``: visible, text, status,
+    GPU count), each facet filter's mask, and the text rank per position (relevance sort only)."""
+
+    index: catalog_index.CatalogIndex
+    base: np.ndarray
+    filters: dict[str, np.ndarray]
+    rank: np.ndarray | None = None
+
+    def but(self, name: str | None) -> np.ndarray:
+        """The offerings passing every filter except facet ``name``'s (None: every filter)."""
+        mask = self.base
+        for other, matched in self.filters.items():
+            if other != name:
+                mask = mask & matched
+        return mask
+
+    @functools.cached_property
+    def matching(self) -> np.ndarray:
+        return self.but(None)
+
+
+def _rank(q: str):
+    if _is_postgres():
+        return SearchRank(F("search_vector"), _text_query(q))
+    return Case(When(name__icontains=q, then=Value(1)), default=Value(0), output_field=IntegerField())
+
+
+def _matches(org, query: CatalogQuery, vocabulary: Vocabulary, *, ranked: bool = False) -> _Matches:
+    """The one database question a search asks besides reading rows to show: the ids matching the text
+    (through the GIN index on PostgreSQL), with their rank when the page is sorted by relevance."""
+    index = vocabulary.index
+    base = index.published if org is None else index.published | (index.organization == org.pk)
+    if query.status:
+        base = base & (index.status == OfferingStatus.values.index(query.status))
+    if query.min_gpu_count:
+        base = base & (index.gpu_count >= query.min_gpu_count)
+    rank = None
+    if query.q:
+        texts = Offering.objects.visible_to(org).filter(_text_filter(query.q)).order_by()
+        texts = texts.annotate(rank=_rank(query.q)).values_list("pk", "rank") if ranked else texts.values_list("pk")
+        # Thousands of rows of plain numbers: read through the cursor, without a converter call per value.
+        sql, params = texts.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 2 if ranked else 1)
+        positions, known = index.locate(rows[:, 0].astype(np.int64))
+        base = base & index.mask_of(positions)
+        if ranked:
+            rank = np.zeros(index.size)
+            rank[positions] = rows[known, 1]
+    filters = {
+        name: index.dimensions[name].mask(_wanted(name, values, vocabulary), index.size)
+        for name in FACETS
+        if (values := query.selected[name])
+    }
+    return _Matches(index, base, filters, rank)
+
+
+def _counts(matches: _Matches, query: CatalogQuery, vocabulary: Vocabulary) -> dict[str, list[dict]]:
+    dimensions = matches.index.dimensions
+    counts = {name: Counter(dimensions[name].counts(matches.but(name))) for name in FACETS}
+    return _facet_lists(counts, query, vocabulary)
 
 
 def facet_counts(org, query: CatalogQuery, vocabulary: Vocabulary) -> tuple[dict[str, list[dict]], int]:
     """Counts per facet value (each with every filter but its own) and the number of matching offerings."""
-    base = _filtered(org, query, vocabulary, skip=_COMBO_FACETS)  # the combo facets are folded below
-    rows = list(
-        base.order_by()
-        .values(
-            "category",
-            "provider_id",
-            "regions",
-            "accelerator",
-            "compliance",
-            gpu_band=_band_case("gpu_memory_gb", GPU_MEMORY_BANDS),
-            price_band=_band_case("price_amount", PRICE_BANDS),
-        )
-        .annotate(n=Count("pk"))
-    )
-    active = {name: query.selected[name] for name in _COMBO_FACETS if query.selected[name]}
-    passes = [{name for name, values in active.items() if _row_matches(name, row, values, vocabulary)} for row in rows]
-    counts: dict[str, Counter] = defaultdict(Counter)
-    total = 0
-    for row, passed in zip(rows, passes, strict=True):
-        failed = set(active) - passed
-        if not failed:
-            total += row["n"]
-        for name in _COMBO_FACETS:
-            if failed - {name}:
-                continue
-            for value in set(_row_values(name, row)):
-                counts[name][value] += row["n"]
-    metro_base = _filtered(org, query, vocabulary, skip=("metro",))
-    counts["metro"] = Counter(
-        dict(
-            AccessPoint.objects.filter(offering__in=metro_base.order_by().values("pk"))
-            .order_by()
-            .values_list("port__metro_id")
-            .annotate(n=Count("offering_id", distinct=True))
-        )
-    )
-    return _facet_lists(counts, query, vocabulary), total
+    matches = _matches(org, query, vocabulary)
+    return _counts(matches, query, vocabulary), int(np.count_nonzero(matches.matching))
+
+
+def _page_ids(matches: _Matches, query: CatalogQuery, latencies, start: int, size: int) -> list[int]:
+    """The ids of one page of the matching offerings in the order ``_ordered`` gives in SQL."""
+    index, matching = matches.index, matches.matching
+    if query.sort == "latency" and latencies:  # nearest first (reachable nowhere last), then price, id
+        positions = np.flatnonzero(matching)
+        nearest = index.nearest(matching, latencies)[positions]
+        order = positions[np.lexsort((index.ids[positions], index.prices[positions], nearest))]
+    elif query.sort == "price":
+        order = index.by_price[matching[index.by_price]]
+    elif query.sort == "-price":
+        order = index.by_price_desc[matching[index.by_price_desc]]
+    elif query.sort == "relevance" and query.q:  # best rank first, then name, id (= position)
+        positions = np.flatnonzero(matching)
+        order = positions[np.argsort(-matches.rank[positions], kind="stable")]
+    else:
+        order = np.flatnonzero(matching)
+    return [int(pk) for pk in index.ids[order[start : start + size]]]
 
 
 def _facet_lists(counts: dict[str, Counter], query: CatalogQuery, vocabulary: Vocabulary) -> dict[str, list[dict]]:
@@ -605,20 +651,28 @@ def catalog_page(org, data, *, page_size: int = PAGE_SIZE) -> CatalogPage:
         errors["sort"] = "Latency needs a metro to measure from: order a port first, or choose a metro."
         query.sort = "relevance" if query.q else "name"
     latencies = latency_map(from_metro, vocabulary.metros.values()) if from_metro else None
-    facets, total = facet_counts(org, query, vocabulary)
+    matches = _matches(org, query, vocabulary, ranked=query.sort == "relevance" and bool(query.q))
+    facets, total = _counts(matches, query, vocabulary), int(np.count_nonzero(matches.matching))
     num_pages = max(1, math.ceil(total / page_size))
     if query.page > num_pages:
         pages = "is only 1 page" if num_pages == 1 else f"are only {num_pages} pages"
         errors.setdefault("page", f"There {pages}; showing the last.")
         query.page = num_pages
-    start = (query.page - 1) * page_size
-    offerings = list(
-        offering_search(org, query, vocabulary, latencies=latencies).prefetch_related(
+    ids = _page_ids(matches, query, latencies, (query.page - 1) * page_size, page_size) if total else []
+    # Visibility is checked again on the rows read: one retired since the index was read is left out.
+    rows = (
+        Offering.objects.visible_to(org)
+        .filter(pk__in=ids)
+        .defer("search_vector")  # the page never shows it, and it is the widest column
+        .select_related("provider")
+        .prefetch_related(
             Prefetch("access_points", AccessPoint.objects.select_related("port__metro").order_by("port__metro__code"))
-        )[start : start + page_size]
-        if total
+        )
+        if ids
         else []
     )
+    by_id = {offering.pk: offering for offering in rows}
+    offerings = [by_id[pk] for pk in ids if pk in by_id]
     for offering in offerings:
         offering.metro_codes = sorted({ap.port.metro.code for ap in offering.access_points.all()})
         reach = [latencies[ap.port.metro_id] for ap in offering.access_points.all()] if latencies else []
