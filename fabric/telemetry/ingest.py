@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
 
 import django.dispatch
 from django.conf import settings
@@ -34,6 +33,7 @@ from hub.services import require_action
 #: earliest and latest sample time stored). Receivers must be quick: enqueue a task for real work.
 samples_ingested = django.dispatch.Signal()
 
+# ISO 3166-1 alpha-2, the officially assigned codes.
 COUNTRY_CODES = frozenset(
     """
     AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV
@@ -78,15 +78,14 @@ class IngestResult:
 
 
 # Every spelling the fast path accepts, to the code stored ("de" -> "DE"; "" -> no country). Anything
-# else (None, a code in other cases of Unicode) goes to the detailed check, which decides as before.
+# else (None, a non-ASCII spelling that str.upper() maps to a code) goes to the detailed check,
+# which decides as before.
 _COUNTRY_SPELLINGS = {"": ""} | {
     spelling: code
     for code in COUNTRY_CODES
     for spelling in (code, code.lower(), code[0] + code[1].lower(), code[0].lower() + code[1])
 }
 _MISSING = object()
-# The fields of a sample in one C call, when it has them all (the usual case).
-_values = itemgetter("time", "interval_seconds", *COUNTERS, "drops", "country")
 
 
 def _parse_time(value, *, oldest: datetime, newest: datetime) -> tuple[datetime | None, str | None]:
