@@ -205,9 +205,12 @@ def _reserve_capacity(locked: dict[int, Port], demand: dict[int, int], *, reques
             else:
                 message = "The Z-side port cannot take this much more bandwidth. Choose less, or another port."
             raise Conflict(message, code="port_capacity", field="bandwidth_mbps")
+    by_amount: dict[int, list[int]] = {}
     for port_id, mbps in demand.items():
-        Port.objects.filter(pk=port_id).update(committed_mbps=F("committed_mbps") + mbps)
+        by_amount.setdefault(mbps, []).append(port_id)
         locked[port_id].committed_mbps += mbps
+    for mbps, port_ids in by_amount.items():  # usually one amount for every port: one UPDATE
+        Port.objects.filter(pk__in=port_ids).update(committed_mbps=F("committed_mbps") + mbps)
 
 
 def _release_capacity(connection: Connection, mbps: int) -> None:
@@ -892,16 +895,29 @@ def _connection_snapshot(connection: Connection) -> dict:
 
 
 # --- Workflow outcomes (called by the engine under the workflow's lock) ----------------------
-def workflow_succeeded(*, workflow: Workflow) -> None:
+def _locked_port(port_id: int) -> Port:
+    return Port.objects.select_for_update().select_related("metro", "organization").get(pk=port_id)
+
+
+def locked_subject(workflow: Workflow) -> Port | Connection:
+    """The workflow's port or connection, locked and loaded as ``workflow_succeeded`` and
+    ``workflow_failed`` need it (the engine passes it back to them as ``locked``)."""
     if workflow.port_id:
-        port = Port.objects.select_for_update().select_related("metro", "organization").get(pk=workflow.port_id)
+        return _locked_port(workflow.port_id)
+    return _locked_connection(Connection(pk=workflow.connection_id))
+
+
+def workflow_succeeded(*, workflow: Workflow, locked: Port | Connection | None = None) -> None:
+    """``locked``: the workflow's subject from ``locked_subject`` in this transaction, if the caller has it."""
+    if workflow.port_id:
+        port = locked or _locked_port(workflow.port_id)
         before = port.state
         port.state = PortState.ACTIVE if workflow.kind == WorkflowKind.PORT_PROVISION else PortState.DECOMMISSIONED
         port.save(update_fields=["state", "updated_at"])
         _announce_port(port, before)
         audit_record(org=port.organization, actor=None, action=f"port.{port.state.lower()}", target=port)
         return
-    connection = _locked_connection(workflow.connection)
+    connection = locked or _locked_connection(workflow.connection)
     if workflow.kind == WorkflowKind.CONNECTION_PROVISION:
         _transition(connection, ConnectionState.ACTIVE, actor=None, message="Provisioned and verified.")
     elif workflow.kind == WorkflowKind.CONNECTION_MODIFY:
@@ -921,16 +937,16 @@ def workflow_succeeded(*, workflow: Workflow) -> None:
         _release(connection)
 
 
-def workflow_failed(*, workflow: Workflow, reason: str) -> None:
+def workflow_failed(*, workflow: Workflow, reason: str, locked: Port | Connection | None = None) -> None:
     if workflow.port_id:
-        port = Port.objects.select_for_update().select_related("metro", "organization").get(pk=workflow.port_id)
+        port = locked or _locked_port(workflow.port_id)
         before = port.state
         port.state = PortState.FAILED
         port.save(update_fields=["state", "updated_at"])
         _announce_port(port, before)
         audit_record(org=port.organization, actor=None, action="port.failed", target=port, after={"reason": reason})
         return
-    connection = _locked_connection(workflow.connection)
+    connection = locked or _locked_connection(workflow.connection)
     if workflow.kind == WorkflowKind.CONNECTION_MODIFY:
         # The old bandwidth stays in service: give back what the change had reserved.
         added = (connection.requested_bandwidth_mbps or 0) - connection.bandwidth_mbps

@@ -21,9 +21,16 @@ class TransientDriverError(DriverError):
 
 
 class FabricDriver:
-    """The interface. Steps not overridden succeed without doing anything."""
+    """The interface. Steps not overridden succeed without doing anything.
+
+    ``immediate``: the steps finish synchronously, with no device or network to wait for (and no
+    use of the database). The engine then runs a workflow's remaining steps back to back inside one
+    transaction under the workflow's row lock; a driver that talks to devices leaves it False, so
+    that no lock or transaction is held while it waits.
+    """
 
     name = "base"
+    immediate = False
 
     def run(self, step: str, subject) -> str:
         handler = getattr(self, step, None)

@@ -31,6 +31,11 @@ class SimulatedDriver(FabricDriver):
         seed = config.get("seed")
         self.random = random.Random(seed)  # noqa: S311 - simulation, not cryptography
 
+    @property
+    def immediate(self) -> bool:
+        """At 0 s a step the simulator has nothing to wait for (see ``FabricDriver.immediate``)."""
+        return not self.delay
+
     def run(self, step: str, subject) -> str:
         if self.delay:
             time.sleep(self.delay)

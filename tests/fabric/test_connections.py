@@ -684,6 +684,35 @@ def test_a_provider_port_that_is_not_active_cannot_be_a_z_side(acme, cloud):
         _request(acme.member, acme.fra, Port.objects.get(pk=cloud.fra.pk))
 
 
+def test_the_api_accepts_own_ports_as_a_sides_and_connectable_ones_as_z_sides(acme, cloud, globex, token_client):
+    """POST /connections/ takes the org's own ports as A sides (in any state: the service says why
+    an inactive one cannot be used) and its own or providers' active ports as Z sides."""
+    client = token_client(acme.member)
+
+    def post(a_port, z_port, **extra):
+        return client.post(CONNECTIONS, _body(a_port, z_port, **extra), format="json")
+
+    assert _error(post(cloud.fra, acme.fra), 404)["code"] == "not_found"  # a provider's port is no A side
+    assert _error(post(globex.fra, acme.fra), 404)["code"] == "not_found"
+    assert _error(post(acme.fra, globex.fra), 404)["code"] == "not_found"
+    second = {"a_port": str(acme.ams.public_id), "z_port": str(globex.fra.public_id)}
+    assert _error(post(acme.fra, cloud.fra, secondary=second), 404)["code"] == "not_found"
+    second = {"a_port": str(cloud.dc.public_id), "z_port": str(cloud.fra.public_id)}
+    assert _error(post(acme.fra, cloud.fra, secondary=second), 404)["code"] == "not_found"
+
+    Port.objects.filter(pk__in=[acme.ams.pk, cloud.dc.pk]).update(state="PROVISIONING")
+    assert _error(post(acme.fra, acme.ams), 404)["code"] == "not_found"  # an inactive Z side
+    assert _error(post(acme.fra, cloud.dc), 404)["code"] == "not_found"
+    error = _error(post(acme.ams, acme.fra), 409)  # an inactive A side of one's own: the service says why
+    assert error["message"] == "Port acme-ams is provisioning, not active."
+    assert Connection.objects.count() == 0
+
+    created = post(acme.fra, cloud.fra)
+    assert created.status_code == 201, created.content
+    connection = created.json()["connections"][0]
+    assert (connection["a_port"]["name"], connection["z_port"]["name"]) == ("acme-fra", "cloud-fra")
+
+
 # --- Quotes --------------------------------------------------------------------------------------
 def test_quotes_are_decimal_strings_and_grow_with_distance(owner, metros, token_client):
     client = token_client(owner)

@@ -83,8 +83,8 @@ def workers(fabric_queue, tmp_path):
     ready. Every worker started is stopped (killed if need be) when the test ends, pass or fail."""
     started: list[WorkerProcess] = []
 
-    def start(concurrency: int = 2) -> WorkerProcess:
-        worker = WorkerProcess(queue=fabric_queue, log_dir=tmp_path, concurrency=concurrency, env=WORKER_ENV)
+    def start(concurrency: int = 2, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(queue=fabric_queue, log_dir=tmp_path, concurrency=concurrency, env={**WORKER_ENV, **env})
         started.append(worker)
         return worker.start().wait_ready()
 
@@ -218,6 +218,49 @@ def test_a_worker_killed_mid_provisioning_loses_and_duplicates_nothing(acme, wor
         f"[recovery] all ACTIVE {recovered_in:.1f}s after the new worker was ready; sweeper re-enqueued {sweeps}; "
         f"steps run more than once: {retried}; still unacked in Redis at the end: {unacked_workflow_ids(fabric_queue)}"
     )
+
+
+IMMEDIATE_BATCH = 150
+
+
+def test_a_worker_killed_while_running_immediate_steps_loses_and_duplicates_nothing(acme, workers, fabric_queue):
+    """At 0 s a step the simulator is an immediate driver: each workflow runs in one transaction
+    under its lock. A kill -9 in the middle of a batch rolls the open one back, and the next worker
+    (with the sweeper) provisions every connection exactly once."""
+    pairs = [(acme.fra, acme.ams), (acme.ams, acme.fra10), (acme.fra10, acme.fra)]
+    ids = [_request(acme.member, *pairs[i % 3], name=f"fast-{i}", bandwidth_mbps=1).pk for i in range(IMMEDIATE_BATCH)]
+    first = workers(concurrency=2, FABRIC_SIM_STEP_DELAY="0")  # the batch is queued: the kill lands mid-way
+    _eventually(
+        lambda: _states(ids)[ConnectionState.ACTIVE] >= 10,
+        timeout=60,
+        what="provisioning under way",
+        workers=[first],
+        every=0.01,
+    )
+    first.kill()
+    at_kill = _states(ids)
+    assert at_kill[ConnectionState.ACTIVE] < IMMEDIATE_BATCH, "the batch finished before the kill: nothing was tested"
+    # Nothing is left half-done: a workflow's steps are all pending or all succeeded.
+    assert not WorkflowStep.objects.filter(workflow__connection_id__in=ids, status=StepStatus.RUNNING).exists()
+    partial = (
+        Workflow.objects.filter(connection_id__in=ids, steps__status=StepStatus.SUCCEEDED)
+        .exclude(status=WorkflowStatus.SUCCEEDED)
+        .exists()
+    )
+    assert not partial
+
+    second = workers(concurrency=2, FABRIC_SIM_STEP_DELAY="0")
+    _eventually(
+        lambda: _states(ids)[ConnectionState.ACTIVE] == IMMEDIATE_BATCH,
+        timeout=120,
+        what=f"all {IMMEDIATE_BATCH} connections ACTIVE after the kill",
+        workers=[first, second],
+        every=1.0,
+        between=sweep_stalled_workflows,
+    )
+    _assert_provisioned_exactly_once(ids)
+    assert not WorkflowStep.objects.filter(workflow__connection_id__in=ids, attempts__gt=1).exists()
+    print(f"\n[kill -9, immediate steps] at kill: {dict(at_kill)}")
 
 
 # --- 2. The broker is down when a connection is requested -------------------------------------------

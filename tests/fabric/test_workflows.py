@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from fabric.choices import ConnectionState, PendingOn, StepStatus, WorkflowKind, WorkflowStatus
+from fabric.drivers.simulated import SimulatedDriver
 from fabric.models import Connection, Port, Workflow, WorkflowStep
 from fabric.services import connection_modify_bandwidth, connection_request
 from fabric.tasks import run_workflow, sweep_stalled_workflows
@@ -17,6 +18,15 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.django_db
 
 S = ConnectionState
+
+
+@pytest.fixture(autouse=True, params=["immediate", "step_by_step"])
+def engine(request, settings):
+    """Every test runs on both paths of the engine: the simulator at 0 s a step is an immediate
+    driver (all steps in one transaction); at 1 ms a step each step is committed around the driver."""
+    delay = 0 if request.param == "immediate" else 0.001
+    settings.FABRIC_SIMULATED = {**settings.FABRIC_SIMULATED, "step_delay_seconds": delay}
+    return request.param
 
 
 def _own_link(acme, bandwidth_mbps=100, name="link") -> Connection:
@@ -199,6 +209,58 @@ def test_a_step_another_worker_is_running_is_skipped_until_it_times_out(acme, se
     assert (first.status, first.attempts) == (StepStatus.SUCCEEDED, 2)
     assert Workflow.objects.get(pk=workflow.pk).status == WorkflowStatus.SUCCEEDED
     assert Connection.objects.get(pk=connection.pk).state == S.ACTIVE
+
+
+def test_a_worker_that_dies_mid_way_through_an_immediate_run_leaves_nothing_half_recorded(acme, engine):
+    """Immediate steps run in one transaction: a worker killed in the middle (here: an exception
+    that is no driver error, as a SIGTERM's would be) rolls all of it back, and the next delivery
+    runs every step once. Step by step, what was committed before the kill stays recorded."""
+    connection = _own_link(acme)
+    workflow = connection.workflows.get()
+    real_run = SimulatedDriver.run
+
+    def dies_in_verify(driver, step, subject):
+        if step == "verify":
+            raise SystemExit("killed")
+        return real_run(driver, step, subject)
+
+    with mock.patch.object(SimulatedDriver, "run", dies_in_verify), pytest.raises(SystemExit):
+        workflow_advance(workflow.pk)
+
+    steps = _steps(workflow)
+    if engine == "immediate":
+        assert {name: (step.status, step.attempts) for name, step in steps.items()} == {
+            name: (StepStatus.PENDING, 0) for name in steps
+        }
+        assert Workflow.objects.get(pk=workflow.pk).status == WorkflowStatus.PENDING
+    else:
+        assert [(step.status, step.attempts) for step in steps.values()] == [
+            (StepStatus.SUCCEEDED, 1),
+            (StepStatus.SUCCEEDED, 1),
+            (StepStatus.SUCCEEDED, 1),
+            (StepStatus.RUNNING, 1),
+            (StepStatus.PENDING, 0),
+        ]
+        WorkflowStep.objects.filter(pk=steps["verify"].pk).update(started_at=timezone.now() - timedelta(days=1))
+
+    assert workflow_advance(workflow.pk) is None
+    steps = _steps(workflow)
+    assert {step.status for step in steps.values()} == {StepStatus.SUCCEEDED}
+    assert steps["verify"].attempts == (1 if engine == "immediate" else 2)
+    assert all(step.started_at and step.finished_at for step in steps.values())
+    assert Connection.objects.get(pk=connection.pk).state == S.ACTIVE
+    assert connection.events.filter(to_state=S.ACTIVE).count() == 1
+
+
+def test_an_immediate_workflow_is_one_transaction_of_a_few_statements(acme, engine, django_assert_max_num_queries):
+    if engine != "immediate":
+        pytest.skip("the step-by-step path commits around every step")
+    workflow = _own_link(acme).workflows.get()
+    # Lock, steps, subject, the steps' outcome, the workflow's, then ACTIVE with its timeline,
+    # audit entry, notification and webhooks: 13 with BEGIN/COMMIT (49 step by step).
+    with django_assert_max_num_queries(13):
+        assert workflow_advance(workflow.pk) is None
+    assert Connection.objects.get(pk=workflow.connection_id).state == S.ACTIVE
 
 
 # --- The sweeper ---------------------------------------------------------------------------------
