@@ -259,7 +259,7 @@ def build(using: str, version) -> CatalogIndex:
         ),
         "accelerator": _coded(columns[6], empty=""),
         "gpu_memory": _banded(GPU_MEMORY_BANDS, gpu_memory),
-        "compliance": _many(columns[9], lambda text: json.loads(text) if text else []),
+        "compliance": _many(columns[9], lambda text: (json.loads(text) if text else None) or []),
         "price": _banded(PRICE_BANDS, prices, scale=_TEN_THOUSANDTHS, units=_coded(columns[11])),
     }
     status = statuses.codes - 1
