@@ -6,15 +6,18 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from fabric.models import Port
 from hub.api.idempotency import run_idempotent
 from hub.api.pagination import HubPagination
+from hub.api.renderers import OrjsonRenderer
 from hub.api.viewsets import OrgScopedMixin
 from hub.errors import NotFound
 from hub.roles import Action
-from marketplace import selectors, services
+from marketplace import catalog_index, selectors, services
 from marketplace.api import serializers as s
 from marketplace.models import Offering, Order, ProviderProfile
 from marketplace.search import CatalogQueryError
@@ -22,19 +25,32 @@ from marketplace.search import CatalogQueryError
 
 class CatalogPagination(HubPagination):
     """Counting a catalog of 100,000 offerings costs more than reading a page of it, so the count of a
-    given question (organization + filters) is reused for ``COUNT_SECONDS``: ``count`` may lag a
-    listing published seconds ago, the results never do.
+    question (organization + parameters) is kept under the catalog's version (a row database triggers
+    change with every write to offerings, access points, providers and metros: ``marketplace.catalog_index``),
+    in this process and in the shared cache. The count never lags the results; it is kept per
+    organization because a provider also sees its own drafts.
     """
 
-    COUNT_SECONDS = 10
+    COUNT_SECONDS = 600  # a count of an older version is never read again; this only frees the memory
+    LOCAL_COUNTS = 1024  # entries this process keeps (cleared when full)
+    _counts: dict[str, int] = {}
 
     def get_count(self, queryset):
+        version = catalog_index.catalog_version()
+        if version is None:  # no version row yet (a flushed database): nothing to key the count by
+            return queryset.count()
         request = self.request
         params = sorted((k, v) for k, v in request.query_params.lists() if k not in ("limit", "offset"))
-        digest = hashlib.sha256(
-            repr((getattr(request._request, "org", None) and request._request.org.pk, params)).encode()
-        )
-        return cache.get_or_set(f"offering-count:{digest.hexdigest()}", queryset.count, self.COUNT_SECONDS)
+        org = _org(request)
+        digest = hashlib.sha256(repr((org and org.pk, params)).encode()).hexdigest()
+        key = f"offering-count:{version}:{digest}"
+        count = self._counts.get(key)
+        if count is None:
+            count = cache.get_or_set(key, queryset.count, self.COUNT_SECONDS)
+            if len(self._counts) >= self.LOCAL_COUNTS:
+                self._counts.clear()
+            self._counts[key] = count
+        return count
 
 
 class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
@@ -47,6 +63,9 @@ class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.provider_list()
+
+
+_QUERY_FIELDS = frozenset(s.OfferingQuerySerializer().fields)
 
 
 def _org(request):
@@ -82,8 +101,18 @@ class OfferingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     pagination_class = CatalogPagination
+    # A page of 50 offerings is tens of kilobytes of JSON; the browsable API stays in DEBUG.
+    renderer_classes = [OrjsonRenderer, *(r for r in api_settings.DEFAULT_RENDERER_CLASSES if r is not JSONRenderer)]
+
+    def list(self, request, *args, **kwargs):
+        # The page is read as plain rows and shaped without a serializer per row: OfferingSerializer
+        # documents it, offering_list_data writes the same JSON (the class docstring describes the operation).
+        queryset = self.filter_queryset(self.get_queryset()).values_list(*s.OFFERING_LIST_COLUMNS)
+        return self.get_paginated_response(s.offering_list_data(self.paginate_queryset(queryset)))
 
     def _catalog_params(self) -> dict:
+        if not _QUERY_FIELDS.intersection(self.request.query_params):
+            return {}  # what the serializer validates an absent question to, without building it
         query = s.OfferingQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         return query.validated_data
