@@ -6,10 +6,12 @@ float32 weights) plus ``data/injection_model.json`` (settings, bias, threshold, 
 Training is pure Python and deterministic: same data and settings, same bytes.
 
 Features of a text, read as its normalised sentences (see :mod:`security.detectors.normalize`):
-words, word pairs and the 3- to 5-character n-grams of each word, hashed with CRC-32 into
-``2**bits`` buckets, binary, scaled to unit length. Character n-grams carry the model across
+words, word pairs (and triples with ``word_ngrams=3``) and the 3- to 5-character n-grams of each
+word, hashed with CRC-32 into ``2**bits`` buckets, binary, scaled to unit length. Character n-grams carry the model across
 languages and spelling tricks. A document's features are the union of its sentences', so the
 detector scores a document and each of its sentences from one pass of feature extraction.
+At run time the same bucket ids come as numpy arrays (:func:`sentence_ids`) and are summed in
+one gather; training keeps the pure-Python sets.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import json
 import math
 import random
 import re
+import threading
 import zlib
 from array import array
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
+
+import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 WEIGHTS_FILE = DATA_DIR / "injection_model.bin"
@@ -45,10 +49,15 @@ class Settings:
     learning_rate: float = 0.4
     l2: float = 2e-6
     seed: int = 20240611
+    word_ngrams: int = 3  # word pairs (2), or pairs and triples (3); an artefact that names none has pairs
 
 
-@lru_cache(maxsize=200_000)
+WORD_CACHE_SIZE = 200_000  # words whose bucket ids are kept (a vocabulary, not the texts)
+_word_cache: dict[tuple[int, int, int], dict[str, tuple[int, ...]]] = {}
+
+
 def _word_buckets(word: str, mask: int, char_min: int, char_max: int) -> tuple[int, ...]:
+    """The bucket ids of one word: the word itself and its character n-grams."""
     crc = zlib.crc32
     buckets = [crc(b"w:" + word.encode()) & mask]
     padded = f" {word[:MAX_WORD]} ".encode()
@@ -61,15 +70,77 @@ def _word_buckets(word: str, mask: int, char_min: int, char_max: int) -> tuple[i
 def features(text: str, settings: Settings) -> set[int]:
     """Distinct bucket ids of one normalised sentence (word pairs do not cross lines)."""
     mask = (1 << settings.bits) - 1
+    char_min, char_max = settings.char_min, settings.char_max
+    cache = _word_cache.get((mask, char_min, char_max))
+    if cache is None or len(cache) > WORD_CACHE_SIZE:
+        cache = _word_cache[(mask, char_min, char_max)] = {}
+    cached = cache.get
     buckets: set[int] = set()
+    update = buckets.update
     crc = zlib.crc32
-    for line in text.split("\n"):
+    for line in text.split("\n") if "\n" in text else (text,):
         words = _WORD.findall(line)
         for word in words:
-            buckets.update(_word_buckets(word, mask, settings.char_min, settings.char_max))
-        for first, second in pairwise(words):
-            buckets.add(crc(f"b:{first} {second}".encode()) & mask)
+            found = cached(word)
+            if found is None:
+                found = cache[word] = _word_buckets(word, mask, char_min, char_max)
+            update(found)
+        if len(words) > 1:
+            update([crc(f"b:{first} {second}".encode()) & mask for first, second in pairwise(words)])
+        if settings.word_ngrams >= 3 and len(words) > 2:
+            update(
+                [crc(f"t:{a} {b} {c}".encode()) & mask for a, b, c in zip(words, words[1:], words[2:], strict=False)]
+            )
     return buckets
+
+
+_EMPTY = np.empty(0, dtype=np.intp)
+SORT_LIMIT = 4_096  # up to this many ids, sorting finds the distinct ones faster than the bitmap
+_id_cache: dict[tuple[int, int, int], dict[str, tuple[np.ndarray, int, bytes]]] = {}
+
+
+def sentence_ids(text: str, settings: Settings) -> np.ndarray:
+    """The bucket ids of one normalised sentence as an array, repeats included (the detector's
+    fast path; ``np.unique`` of it is exactly :func:`features`)."""
+    mask = (1 << settings.bits) - 1
+    char_min, char_max = settings.char_min, settings.char_max
+    cache = _id_cache.get((mask, char_min, char_max))
+    if cache is None or len(cache) > WORD_CACHE_SIZE:
+        cache = _id_cache[(mask, char_min, char_max)] = {}
+    crc = zlib.crc32
+    triples = settings.word_ngrams >= 3
+    parts: list[np.ndarray] = []
+    for line in text.split("\n") if "\n" in text else (text,):
+        words = _WORD.findall(line)
+        try:
+            entries = [cache[word] for word in words]
+        except KeyError:
+            entries = [cache.get(word) or _cache_word(cache, word, mask, char_min, char_max) for word in words]
+        parts += [entry[0] for entry in entries]
+        if len(entries) > 1:
+            parts.append(np.array([crc(second[2], first[1]) & mask for first, second in pairwise(entries)], np.intp))
+        if triples and len(entries) > 2:
+            parts.append(
+                np.array(
+                    [
+                        crc(c[2], crc(b[2], a[3])) & mask
+                        for a, b, c in zip(entries, entries[1:], entries[2:], strict=False)
+                    ],
+                    np.intp,
+                )
+            )
+    if not parts:
+        return _EMPTY
+    return np.concatenate(parts)
+
+
+def _cache_word(cache: dict, word: str, mask: int, char_min: int, char_max: int) -> tuple:
+    """(bucket ids, CRC of "b:<word>", " <word>" as bytes, CRC of "t:<word>") of a word: a pair hashes
+    "b:<first> <second>", the CRC of "b:<first>" continued over " <second>"; a triple likewise."""
+    crc = zlib.crc32
+    ids = np.array(_word_buckets(word, mask, char_min, char_max), dtype=np.intp)
+    entry = cache[word] = (ids, crc(f"b:{word}".encode()), f" {word}".encode(), crc(f"t:{word}".encode()))
+    return entry
 
 
 def within_budget(sentences: Sequence[str]) -> list[str]:
@@ -98,6 +169,38 @@ class Model:
     bias: float
     threshold: float = 0.5
     meta: dict = field(default_factory=dict)
+    _vector: np.ndarray = field(init=False, repr=False, compare=False)  # the weights as float64
+    _scratch: threading.local = field(init=False, repr=False, compare=False)  # one flag per bucket, per thread
+
+    def __post_init__(self) -> None:
+        self._vector = np.asarray(self.weights, dtype=np.float64)
+        self._scratch = threading.local()
+
+    def distinct(self, ids: np.ndarray) -> np.ndarray:
+        """The distinct ids of an array with repeats, sorted (faster than ``np.unique`` here):
+        a short array (a sentence) is sorted, a long one (a document) is marked in a bitmap."""
+        if len(ids) <= SORT_LIMIT:
+            ordered = np.sort(ids)
+            keep = np.empty(len(ordered), dtype=np.bool_)
+            keep[:1] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+            return ordered[keep]
+        seen = getattr(self._scratch, "seen", None)
+        if seen is None:
+            seen = self._scratch.seen = np.zeros(len(self.weights), dtype=np.bool_)
+        seen[ids] = True
+        found = np.flatnonzero(seen)
+        seen[found] = False
+        return found
+
+    def margin_of_ids(self, ids: np.ndarray) -> float:
+        """The margin of distinct bucket ids given as an array (what :meth:`margin` is of a set)."""
+        if not len(ids):
+            return self.bias
+        return self.bias + float(self._vector[ids].sum()) / math.sqrt(len(ids))
+
+    def probability_of_ids(self, ids: np.ndarray) -> float:
+        return sigmoid(self.margin_of_ids(ids))
 
     def margin(self, buckets: Collection[int]) -> float:
         if not buckets:
@@ -128,7 +231,7 @@ class Model:
         meta = json.loads(meta_path.read_text())
         weights = array("f")
         weights.frombytes(zlib.decompress(weights_path.read_bytes()))
-        settings = Settings(**meta["settings"])
+        settings = Settings(**{"word_ngrams": 2, **meta["settings"]})
         if len(weights) != 1 << settings.bits:
             raise ValueError(f"{weights_path} holds {len(weights)} weights, expected {1 << settings.bits}.")
         return cls(settings, weights, float(meta["bias"]), float(meta["threshold"]), meta)

@@ -53,6 +53,7 @@ _LEET_CHARS = re.compile(r"[013457@$]")
 _SPACED = re.compile(r"\b(?:[A-Za-z][ .\-_*]){3,}[A-Za-z]\b")
 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX_GATE = re.compile(r"[0-9A-Fa-f]{20}")  # every hex run ``_HEX`` finds has 20 such digits in a row
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){10,}(?![0-9A-Fa-f])|(?:\\x[0-9A-Fa-f]{2}){6,}")
 
 
@@ -113,9 +114,24 @@ def segments(text: str) -> list[tuple[int, int]]:
     return found
 
 
+def normalize_spans(text: str, spans: list[tuple[int, int]]) -> list[str]:
+    """``normalize`` of each ``text[start:end]`` for the sentence spans of :func:`segments`.
+
+    An ASCII text without spaced-out letters is normalised in one pass: there every step is
+    one character for one character and no word crosses a sentence boundary, so each sentence
+    is its slice of the normalised whole (the same strings, without a call per sentence).
+    """
+    if not text.isascii() or _SPACED.search(text):
+        return [normalize(text[start:end]) for start, end in spans]
+    if _LEET_CHARS.search(text):
+        text = _LEET_WORD.sub(_unleet, text)
+    text = text.lower()
+    return [text[start:end] for start, end in spans]
+
+
 def normalised_sentences(text: str) -> list[str]:
     """What the injection model reads: the normalised sentences of ``text``."""
-    return [normalize(text[start:end]) for start, end in segments(text)]
+    return normalize_spans(text, segments(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +172,8 @@ def decoded_payloads(text: str) -> list[Payload]:
             continue
         if decoded := _readable(raw):
             found.append(Payload(match.start(), match.end(), "base64", decoded))
+    if not _HEX_GATE.search(text) and "\\x" not in text:
+        return found  # no run of 20 hex digits nor a "\x" escape: no hex payload
     for match in _HEX.finditer(text):
         digits = match.group().replace("\\x", "")
         if decoded := _readable(bytes.fromhex(digits)):

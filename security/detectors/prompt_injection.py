@@ -23,10 +23,12 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from security.detectors.base import Finding, ScanInput, make_excerpt
-from security.detectors.injection_model import Model, features, within_budget
+from security.detectors.injection_model import Model, sentence_ids, within_budget
 from security.detectors.injection_rules import Rule, match_rules
-from security.detectors.normalize import decoded_payloads, normalize, segments, tag_runs
+from security.detectors.normalize import decoded_payloads, normalize_spans, segments, tag_runs
 
 NAME = "prompt_injection"
 INDIRECT_KINDS = frozenset({"context", "tool_output"})
@@ -46,7 +48,7 @@ class Reading:
     @classmethod
     def of(cls, text: str) -> Reading:
         spans = segments(text)
-        normalised = [normalize(text[start:end]) for start, end in spans]
+        normalised = normalize_spans(text, spans)
         offsets, position = [], 0
         for sentence in normalised:
             offsets.append(position)
@@ -121,17 +123,17 @@ class PromptInjectionDetector:
         return findings
 
     def _model_finding(self, reading: Reading, indirect: bool, threshold: float, add) -> None:
-        settings = self.model.settings
+        model = self.model
         sentences = within_budget(reading.normalised)
-        per_sentence = [features(sentence, settings) for sentence in sentences]
-        probability = self.model.probability_of(set().union(*per_sentence))
+        per_sentence = [sentence_ids(sentence, model.settings) for sentence in sentences]
+        probability = model.probability_of_ids(model.distinct(np.concatenate(per_sentence)))
         whole = (reading.spans[0][0], reading.spans[-1][1])
         if probability < threshold and not (indirect and len(sentences) > 1):
             return
         best, best_span = 0.0, whole
         if len(sentences) > 1:
-            for span, sentence, buckets in zip(reading.spans, sentences, per_sentence, strict=False):
-                if len(sentence) >= MIN_SENTENCE and (p := self.model.probability_of(buckets)) > best:
+            for span, sentence, ids in zip(reading.spans, sentences, per_sentence, strict=False):
+                if len(sentence) >= MIN_SENTENCE and (p := model.probability_of_ids(model.distinct(ids))) > best:
                     best, best_span = p, span
         if indirect:
             # One planted instruction is diluted in a long document's score: in retrieved

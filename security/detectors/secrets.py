@@ -186,10 +186,13 @@ _KEY_NAME_PATTERN = (
     r"|client[_-]?secret|auth|credential|signing[_-]?key)(?:[_-][A-Za-z0-9]+)*"
 )
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
-_ASSIGNMENT = re.compile(
-    r"(?i)" + _KEY_NAME_PATTERN + r"[\"']?\s*(?:[:=]|=>|:=)\s*[\"']([^\s\"']{8,256})[\"']"
-    r"|\b(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY)[A-Z0-9_]*=([^\s\"']{8,256})"
-)
+_QUOTED_ASSIGNMENT = _KEY_NAME_PATTERN + r"[\"']?\s*(?:[:=]|=>|:=)\s*[\"']([^\s\"']{8,256})[\"']"
+_ENV_ASSIGNMENT = r"\b(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY)[A-Z0-9_]*=([^\s\"']{8,256})"
+_ASSIGNMENT = re.compile(r"(?i)" + _QUOTED_ASSIGNMENT + "|" + _ENV_ASSIGNMENT)
+# The same search when the text cannot hold the second form (most texts): much cheaper, because
+# the second form backtracks through every word looking for a key name inside it.
+_QUOTED_ASSIGNMENT_ONLY = re.compile(r"(?i)" + _QUOTED_ASSIGNMENT)
+_ENV_KEY_WORDS = ("password", "secret", "token", "api_key", "access_key")
 _CANDIDATE = re.compile(r"(?<![\w+/=.-])[A-Za-z0-9+/_-]{20,512}={0,2}(?![\w+/=-])")
 # Blocks and encodings that are long and random by nature but public: PEM public keys and
 # certificates, SSH public keys, subresource-integrity hashes.
@@ -258,7 +261,10 @@ def _assigned(text: str) -> Iterator[tuple[int, int, str, str, str, float]]:
     lowered = text.lower()
     if not any(word in lowered for word in _SECRET_WORDS):
         return
-    for match in _ASSIGNMENT.finditer(text):
+    # The second form needs "=" and one of its key words; an ASCII text's lower case shows them
+    # exactly (others may hide one behind a case-folding look-alike, so they take the full search).
+    env_form = "=" in text and (not text.isascii() or any(word in lowered for word in _ENV_KEY_WORDS))
+    for match in (_ASSIGNMENT if env_form else _QUOTED_ASSIGNMENT_ONLY).finditer(text):
         group = 1 if match.group(1) is not None else 2
         value = match.group(group)
         if _PLACEHOLDER.search(value) or len(set(value)) < 6 or value.startswith(("$", "{", "%(")):

@@ -146,7 +146,7 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
 
 
 def _ssns(text: str) -> Iterator[tuple[int, int, str, float]]:
-    for match in _SSN.finditer(text):
+    for match in _SSN.finditer(text) if "-" in text else ():
         if ssn_valid(*match.groups()):
             yield match.start(), match.end(), "pii.ssn", 0.9
     lowered = text.lower()
@@ -182,7 +182,7 @@ def _inside_number(text: str, start: int, end: int) -> bool:
 
 
 def _phones(text: str) -> Iterator[tuple[int, int, str, float]]:
-    for match in _PHONE_INTL.finditer(text):
+    for match in _PHONE_INTL.finditer(text) if "+" in text else ():
         digits = re.sub(r"\D", "", match.group())
         if 8 <= len(digits) <= 15:
             yield match.start(), match.end(), "pii.phone", 0.9
@@ -246,6 +246,8 @@ _FILE_EXTENSIONS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "css", "j
 
 
 def _emails(text: str) -> Iterator[tuple[int, int, str, float]]:
+    if "@" not in text:
+        return
     for match in _EMAIL.finditer(text):
         if match.group(1).lower() in _FILE_EXTENSIONS:
             continue
@@ -265,6 +267,8 @@ _JWT = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-
 
 
 def _jwts(text: str) -> Iterator[tuple[int, int, str, float]]:
+    if "eyJ" not in text:
+        return
     for match in _JWT.finditer(text):
         header = match.group().split(".", 1)[0]
         try:

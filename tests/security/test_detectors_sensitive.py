@@ -202,3 +202,18 @@ def test_categories_can_be_switched_off_per_scan():
 def test_unknown_detector_names_are_refused():
     with pytest.raises(ValueError, match="Unknown detector"):
         scan(ScanInput("hi", "prompt"), enabled=["sensitive_data", "antivirus"])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("export DB_PASSWORD=Zq81mWx0pLr4", "Zq81mWx0pLr4"),
+        ("export db_password=Zq81mWx0pLr4", "Zq81mWx0pLr4"),
+        ('settings = {"api_key": "Zq81mWx0pLr4Tt"}', "Zq81mWx0pLr4Tt"),
+        ("'client_secret' => 'Zq81mWx0pLr4Tt'", "Zq81mWx0pLr4Tt"),
+        ("password: 'Zq81mWx0pLr4Tt' and key=value", "Zq81mWx0pLr4Tt"),
+    ],
+)
+def test_values_of_secret_named_keys_are_found_in_either_form(text, value):
+    found = [f for f in scan(ScanInput(text, "prompt"), enabled=["secrets"]) if f.category == "secret.assigned_secret"]
+    assert [text[f.start : f.end] for f in found] == [value]

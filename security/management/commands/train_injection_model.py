@@ -19,17 +19,20 @@ class Command(BaseCommand):
         parser.add_argument("--folds", type=int, default=3, help="Cross-validation folds for the threshold")
         parser.add_argument("--epochs", type=int, default=defaults.epochs)
         parser.add_argument("--bits", type=int, default=defaults.bits, help="log2 of the number of hash buckets")
+        parser.add_argument(
+            "--word-ngrams", type=int, choices=(2, 3), default=defaults.word_ngrams, help="Longest word n-gram"
+        )
         parser.add_argument("--limit", type=int, default=None, help="Train on the first N rows only (quick runs)")
         parser.add_argument(
             "--output-dir", type=Path, default=None, help="Write the artefact here instead of the shipped location"
         )
 
-    def handle(self, *args, train, folds, epochs, bits, limit, output_dir, **options):
+    def handle(self, *args, train, folds, epochs, bits, word_ngrams, limit, output_dir, **options):
         if folds < 2:
             raise CommandError("--folds must be at least 2.")
         if not 10 <= bits <= 22:
             raise CommandError("--bits must be between 10 and 22.")
-        settings = Settings(epochs=epochs, bits=bits)
+        settings = Settings(epochs=epochs, bits=bits, word_ngrams=word_ngrams)
         try:
             model = build_model(train, settings=settings, folds=folds, limit=limit)
         except (OSError, ValueError) as exc:
