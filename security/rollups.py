@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection as db
 from django.db import transaction
-from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -115,50 +115,50 @@ def _detector_rows(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: 
 def raw_slices(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: str = "hour") -> dict[str, dict]:
     """Counts of the raw rows of ``ranges`` (``[start, end)`` each) per ``trunc`` bucket (ISO
     start): scans by verdict, alerts by category and connection, scans by app and agent
-    (``[scans, flagged, blocked]``) and by detector. Three grouped queries (scans, alerts, the
-    detectors each scan hit), whatever the number of ranges."""
+    (``[scans, flagged, blocked]``) and by detector. Five grouped queries (scans per app and per
+    agent, alerts per category and per connection, the detectors each scan hit), whatever the
+    number of ranges; each returns a few rows per bucket."""
     ranges = [(start, end) for start, end in ranges if start < end]
     slices: dict[str, dict] = {}
     if not ranges:
         return slices
     truncate = TRUNCS[trunc]
 
+    keys: dict = {}
+
     def slot(bucket) -> dict:
-        return slices.setdefault(iso(as_utc(bucket)), empty_slice())
+        key = keys.get(bucket)
+        if key is None:
+            key = keys[bucket] = iso(as_utc(bucket))
+        return slices.setdefault(key, empty_slice())
 
     within = _within(ranges)
     bucket = truncate("created_at", tzinfo=UTC)
-    flagged = ExpressionWrapper(FLAGGED, output_field=BooleanField())
-    # Scans by bucket, verdict, app, agent and flagged: one query for the verdict, app and agent counts.
-    scans = (
-        Scan.objects.filter(within, organization_id=org_id)
-        .annotate(b=bucket, flag=flagged)
-        .values_list("b", "verdict", "app", "agent", "flag")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    for start, verdict, app, agent, flag, n in scans:
+    scans = Scan.objects.filter(within, organization_id=org_id).annotate(b=bucket)
+    counted = {
+        "n": Count("*"),
+        "flagged": Count("id", filter=FLAGGED),
+        "blocked": Count("id", filter=Q(verdict=Verdict.BLOCK)),
+    }
+    # Per app (the unnamed one too): the app figures, and the verdicts (a scan allows or blocks).
+    for start, app, n, flagged, blocked in scans.values_list("b", "app").annotate(**counted).order_by():
         counts = slot(start)
-        counts["scans"][verdict] = counts["scans"].get(verdict, 0) + n
-        for part, name in (("apps", app), ("agents", agent)):
-            if name:
-                total = counts[part].setdefault(name, [0, 0, 0])
-                total[0] += n
-                total[1] += n if flag else 0
-                total[2] += n if verdict == Verdict.BLOCK else 0
-    alerts = (
-        Alert.objects.filter(within, organization_id=org_id)
-        .annotate(b=bucket)
-        .values_list("b", "category", "connection_id")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    for start, category, connection_id, n in alerts:
-        counts = slot(start)
-        counts["alerts"][category] = counts["alerts"].get(category, 0) + n
-        if connection_id is not None:
-            key = str(connection_id)
-            counts["connections"][key] = counts["connections"].get(key, 0) + n
+        for verdict, m in ((Verdict.ALLOW, n - blocked), (Verdict.BLOCK, blocked)):
+            if m:
+                counts["scans"][verdict] = counts["scans"].get(verdict, 0) + m
+        if app:
+            counts["apps"][app] = [n, flagged, blocked]
+    for start, agent, n, flagged, blocked in (
+        scans.exclude(agent="").values_list("b", "agent").annotate(**counted).order_by()
+    ):
+        slot(start)["agents"][agent] = [n, flagged, blocked]
+    alerts = Alert.objects.filter(within, organization_id=org_id).annotate(b=bucket)
+    for start, category, n in alerts.values_list("b", "category").annotate(n=Count("*")).order_by():
+        slot(start)["alerts"][category] = n
+    for start, connection_id, n in (
+        alerts.filter(connection__isnull=False).values_list("b", "connection_id").annotate(n=Count("*")).order_by()
+    ):
+        slot(start)["connections"][str(connection_id)] = n
     for start, detector, n in _detector_rows(org_id, ranges, trunc):
         slot(start)["detectors"][detector] = n
     return slices

@@ -182,3 +182,16 @@ def test_finished_hours_come_from_the_rollups_with_the_same_figures(analyst):
     month = dashboard.summary(org=org, window=dashboard.window_for("30d"))
     assert sum(month["alerts_over_time"]["exfiltration"].values()) == 2
     assert all(key.endswith("T00:00:00+00:00") for key in month["alerts_over_time"]["exfiltration"])
+
+
+def test_the_charts_data_island_cannot_end_its_script():
+    import json as json_module
+
+    from security.dashboard import json_island
+
+    value = {"name": "</script><script>alert(1)</script>", "amp": "a & b", "n": 1.5}
+    html = str(json_island("threatdash-charts", value))
+    assert html.startswith('<script id="threatdash-charts" type="application/json">')
+    body = html.removeprefix('<script id="threatdash-charts" type="application/json">').removesuffix("</script>")
+    assert not {"<", ">", "&"} & set(body)
+    assert json_module.loads(body) == value

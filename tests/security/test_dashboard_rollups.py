@@ -227,7 +227,7 @@ def test_a_repeat_that_names_a_connection_marks_its_hour_dirty(world):
     rollups.rollup_advance()
     dashboard.summary(org=org, window=dashboard.window_for("7d"))  # the rollup sums are cached now
     raise_alert(org, key="old-one", category=AlertCategory.SECRETS, connection=connections[2])  # a repeat
-    hour = rollups.floor_hour(timezone.now() - timedelta(days=2))
+    hour = rollups.floor_hour(Alert.objects.get(pk=old.pk).created_at)
     assert DashboardDirtyHour.objects.filter(organization=org).values_list("hour", flat=True).get() == hour
     _check_every_window(org)  # the dirty hour is read raw
     rollups.rollup_advance()
@@ -286,3 +286,16 @@ def test_top_connections_show_their_open_alerts(org):
     Alert.objects.filter(pk=resolved.pk).update(status=AlertStatus.RESOLVED)
     top = dashboard.summary(org=org, window=dashboard.window_for("24h"))["top_connections"]
     assert top == [{"id": str(link.public_id), "name": "busy-link", "alerts": 4, "open": 3}]
+
+
+def test_only_hours_that_have_ended_are_marked_dirty(org):
+    now = timezone.now()
+    rollups.mark_dirty(org.pk, [now, rollups.floor_hour(now)])  # the current hour is never rolled up
+    assert not DashboardDirtyHour.objects.exists()
+    hour = rollups.floor_hour(now) - timedelta(hours=3)
+    rollups.mark_dirty(org.pk, [hour + timedelta(minutes=10), hour + timedelta(minutes=20)])
+    first = DashboardDirtyHour.objects.get()
+    rollups.mark_dirty(org.pk, [hour + timedelta(minutes=30)])  # marked again: still one marker, marked later
+    again = DashboardDirtyHour.objects.get()
+    assert (again.hour, again.pk) == (hour, first.pk)
+    assert again.marked_at >= first.marked_at
