@@ -10,7 +10,10 @@ It scales with metros, not offerings: latency, zone and distance band are comput
 per metro (there are few) and joined as a VALUES list; one statement (``_judged_sql``) then reads
 the category's offerings and their access points once, grouped by offering with conditional MIN/MAX,
 and returns the counts per exclusion reason, the ranked page and the page of exclusions, sorted and
-cut in SQL. Only those two pages are assembled in Python (``_placements``, ``_reason``).
+cut in SQL. Only those two pages are assembled in Python (``_placements``, ``_reason``). On PostgreSQL
+the category's published offerings are read from the covering index ``offering_advisor_cover``
+(migration 0004) alone: an offering column the statement starts reading belongs in that index too
+(tests/marketplace/test_advisor_index.py checks it).
 """
 
 from contextlib import contextmanager
