@@ -109,6 +109,11 @@ class Connection(OrgOwnedModel):
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.PRIMARY)
     purchase_order = models.CharField(max_length=64, blank=True)
     status_reason = models.CharField(max_length=500, blank=True, help_text="Why it was rejected or failed.")
+    z_preapproved = models.BooleanField(
+        default=False,
+        help_text="The Z side's owner approved in advance (a marketplace access point in automatic mode): "
+        "once the requester's own admins approve a held request, it provisions without waiting on the Z side.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
 
     objects = ConnectionQuerySet.as_manager()

@@ -503,6 +503,7 @@ def _reserve_and_create(
             priority=spec.priority,
             purchase_order=purchase_order.strip(),
             created_by=user,
+            z_preapproved=z_auto_approve,
             state=steps[-1].to_state,
             pending_on=PendingOn.REQUESTER if held_by_requester else PENDING_ON[steps[-1].to_state],
         )
@@ -583,7 +584,10 @@ def _requester_approve(membership: Membership, connection: Connection) -> Connec
     if membership.role not in (Role.OWNER, Role.ADMIN):
         raise PermissionDenied("Only an admin or owner of your organization can approve this request.")
     message = f"Approved inside {org.name} by {user.email}."
-    if connection.z_port.organization_id == org.pk or connection.z_port.auto_approve:
+    z_side_agreed = connection.z_port.auto_approve or connection.z_preapproved
+    if connection.z_port.organization_id == org.pk or z_side_agreed:
+        if connection.z_preapproved and not connection.z_port.auto_approve:
+            message = f"{message} Approved in advance by the Z side's owner."
         z_port = _lock_ports([connection.z_port])[connection.z_port_id]
         _approve(connection, z_port=z_port, z_vlan=None, actor=user, message=message)
     else:

@@ -117,3 +117,40 @@ def test_a_viewer_cannot_order(offering, customer, member_factory, logged_in):
     response = viewer.post(f"/marketplace/offerings/{offering[0].public_id}/connect/", _form(customer, access_point))
     assert response.status_code == 403
     assert not Order.objects.exists()
+
+
+def hold_every_request(request):
+    """A test guard standing in for a security policy that wants an admin's approval."""
+    from fabric.guards import Severity, Violation
+
+    return [Violation("test", Severity.APPROVAL, "An admin of your organization must approve.")]
+
+
+def test_a_held_order_to_an_automatic_access_point_provisions_once_my_admin_approves(
+    settings, gpu_cloud, customer, browser, make_offering, django_capture_on_commit_callbacks
+):
+    """The provider approved in advance: after the requester's own admin, nobody else is waited on."""
+    settings.FABRIC_CONNECTION_GUARDS = [f"{__name__}.hold_every_request"]
+    offering, access_point = make_offering(gpu_cloud, approval_mode=ApprovalMode.AUTOMATIC)
+    browser.post(f"/marketplace/offerings/{offering.public_id}/connect/", _form(customer, access_point))
+    connection = Order.objects.get().connection
+    assert (connection.state, connection.pending_on) == (ConnectionState.PENDING_APPROVAL, "REQUESTER")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(f"/fabric/connections/{connection.public_id}/approve/", follow=True)
+    assert "Approved in advance by the Z side" in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.ACTIVE
+    assert connection.z_vlan is not None
+
+
+def test_a_held_order_to_a_manual_access_point_then_waits_on_the_provider(
+    settings, gpu_cloud, customer, browser, make_offering
+):
+    settings.FABRIC_CONNECTION_GUARDS = [f"{__name__}.hold_every_request"]
+    offering, access_point = make_offering(gpu_cloud)
+    browser.post(f"/marketplace/offerings/{offering.public_id}/connect/", _form(customer, access_point))
+    connection = Order.objects.get().connection
+    browser.post(f"/fabric/connections/{connection.public_id}/approve/")
+    connection.refresh_from_db()
+    assert (connection.state, connection.pending_on) == (ConnectionState.PENDING_APPROVAL, "PROVIDER")
