@@ -2,7 +2,6 @@
 
 from xml.sax.saxutils import escape, quoteattr
 
-import orjson
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 
 from fabric import topology as topo
 from fabric.choices import ConnectionState, PendingOn, Priority, Region
+from hub.api.renderers import OrjsonRenderer
 from hub.errors import DomainError
 from hub.roles import Action
 
@@ -139,20 +139,6 @@ def topology_graphml(topology: topo.Topology) -> str:
     return "".join(lines)
 
 
-class TopologyJSONRenderer(renderers.JSONRenderer):
-    """DRF's JSON, written by orjson: the graph of 1,000 connections is some 400 KB of plain strings
-    and numbers, which the standard library's encoder takes tens of milliseconds to write. Indented
-    JSON on request, and anything orjson refuses, is left to DRF."""
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        if data is None or self.get_indent(accepted_media_type, renderer_context or {}) is not None:
-            return super().render(data, accepted_media_type, renderer_context)
-        try:
-            return orjson.dumps(data)
-        except TypeError:  # orjson.JSONEncodeError: a value only DRF's encoder knows (an error's lazy text)
-            return super().render(data, accepted_media_type, renderer_context)
-
-
 class GraphMLRenderer(renderers.BaseRenderer):
     media_type = GRAPHML_MEDIA_TYPE
     format = "graphml"
@@ -188,7 +174,7 @@ class TopologyView(APIView):
     utilisation and a latency estimate."""
 
     required_action = Action.FABRIC_VIEW
-    renderer_classes = [TopologyJSONRenderer, GraphMLRenderer]
+    renderer_classes = [OrjsonRenderer, GraphMLRenderer]
 
     @extend_schema(
         parameters=FILTER_PARAMETERS,
@@ -221,6 +207,6 @@ class TopologyView(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         # Errors keep the one JSON envelope, whichever format was asked for.
         if response.status_code >= 400 and isinstance(getattr(request, "accepted_renderer", None), GraphMLRenderer):
-            request.accepted_renderer = TopologyJSONRenderer()
+            request.accepted_renderer = OrjsonRenderer()
             request.accepted_media_type = "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
