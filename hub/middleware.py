@@ -58,5 +58,6 @@ class ActiveOrganizationMiddleware:
             if membership is not None:
                 request.org = membership.organization
                 request.membership = membership
-                request.session[SESSION_ORG_KEY] = membership.organization_id
+                if request.session.get(SESSION_ORG_KEY) != membership.organization_id:
+                    request.session[SESSION_ORG_KEY] = membership.organization_id  # a write: only on change
         return self.get_response(request)

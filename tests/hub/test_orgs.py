@@ -74,3 +74,15 @@ def test_dashboard_counts_only_usable_tokens(owner, logged_in):
     APIToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(days=1))
     response = logged_in(owner).get(reverse("home"))
     assert response.context["overview"]["active_tokens"] == 1
+
+
+def test_a_page_view_does_not_rewrite_the_session(owner, logged_in):
+    """The active organization is remembered once; reading pages leaves the session row alone."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = logged_in(owner)
+    client.get("/")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/").status_code == 200
+    assert not [q for q in queries.captured_queries if "django_session" in q["sql"] and "UPDATE" in q["sql"]]
