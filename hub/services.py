@@ -10,7 +10,7 @@ from django.contrib.auth import password_validation
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Model
+from django.db.models import F, FilteredRelation, Model, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -370,7 +370,17 @@ def api_token_authenticate(secret: str) -> tuple[APIToken | None, str]:
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None, "The token is malformed."
-    token = APIToken.objects.select_related("user", "organization").filter(prefix=parts[1]).first()
+    # One statement: the token, its user and organization, and the user's membership in that org.
+    token = (
+        APIToken.objects.annotate(
+            membership_row=FilteredRelation(
+                "user__memberships", condition=Q(user__memberships__organization=F("organization"))
+            )
+        )
+        .select_related("user", "organization", "membership_row")
+        .filter(prefix=parts[1])
+        .first()
+    )
     if token is None or not secrets.compare_digest(token.digest, _hash_secret(secret)):
         return None, "The token is not valid."
     if token.revoked_at is not None:
@@ -380,13 +390,10 @@ def api_token_authenticate(secret: str) -> tuple[APIToken | None, str]:
         return None, "The token has expired."
     if not token.user.is_active:
         return None, "The token's user is deactivated."
-    token.membership = (
-        Membership.objects.select_related("organization")
-        .filter(user=token.user, organization=token.organization)
-        .first()
-    )
+    token.membership = getattr(token, "membership_row", None)  # not set when the join found no row
     if token.membership is None:
         return None, "The token's user is no longer a member of its organization."
+    token.membership.user, token.membership.organization = token.user, token.organization
     now = timezone.now()
     # Write last-used at most once a minute per token to keep authentication cheap.
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
