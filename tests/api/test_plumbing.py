@@ -85,6 +85,30 @@ def test_throttling_per_token_answers_429_with_retry_after(owner, token_client, 
         assert second.get("/api/v1/me/").status_code == 200
 
 
+def test_the_budget_slides_across_windows(owner, token_client, settings):
+    """3 a minute: a burst at the end of one minute still counts at the start of the next, and the
+    budget comes back as the last minute slides out of view."""
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "principal": "3/min"}
+    clock = [600.0 * 60 + 50]  # 50 s into a minute
+    with (
+        mock.patch("hub.api.throttling.PrincipalRateThrottle.THROTTLE_RATES", rates),
+        mock.patch("hub.api.throttling.PrincipalRateThrottle.timer", side_effect=lambda: clock[0]),
+    ):
+        client = token_client(owner)
+        for _ in range(3):
+            assert client.get("/api/v1/me/").status_code == 200
+        clock[0] += 15  # 5 s into the next minute: the three are still within the last 60 s
+        refused = client.get("/api/v1/me/")
+        assert refused.status_code == 429
+        assert 5 <= int(refused["Retry-After"]) <= 46  # two of the three must slide out first
+        clock[0] += 20  # 25 s in: ~58 % of the last minute still overlaps, so 2 of its 3 count
+        assert client.get("/api/v1/me/").status_code == 200
+        assert client.get("/api/v1/me/").status_code == 429
+        clock[0] += 120  # after quiet minutes the whole budget is back
+        for _ in range(3):
+            assert client.get("/api/v1/me/").status_code == 200
+
+
 def test_session_users_use_the_api_with_csrf(owner, client):
     client.force_login(owner.user, backend="django.contrib.auth.backends.ModelBackend")
     assert client.get("/api/v1/me/").json()["organization"]["slug"] == owner.organization.slug
