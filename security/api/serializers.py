@@ -1,3 +1,5 @@
+import uuid
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -111,6 +113,96 @@ class ScanCreateSerializer(serializers.Serializer):
     profile = serializers.CharField(
         max_length=60, required=False, allow_blank=True, help_text="A scan profile's name; omit for the default."
     )
+
+
+# The scan endpoint's lean path. ``ScanCreateSerializer`` documents the request and stays the judge
+# of anything unusual: ``scan_create_data`` accepts, without building the serializer, only input
+# that the serializer accepts unchanged (plain strings and lists, no NUL or surrogate characters,
+# lengths within the limits) and returns the same validated data; every other input goes through
+# the serializer, so the errors are its own.
+_KINDS = frozenset(ContentKind.values)
+_MISSING = object()
+
+
+def _plain_text(value) -> bool:
+    """True when CharField would take ``value`` as it is (a str without NUL or surrogates)."""
+    if type(value) is not str or "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the serializer refuses it
+        return False
+    return True
+
+
+def _short_text(mapping: dict, key: str, max_length: int, default=""):
+    """The stripped value of an optional trimmed CharField, ``default`` when absent, or _MISSING
+    when the serializer has to judge it."""
+    value = mapping.get(key, _MISSING)
+    if value is _MISSING:
+        return default
+    if not _plain_text(value):
+        return _MISSING
+    value = value.strip()
+    return value if len(value) <= max_length else _MISSING
+
+
+def _scan_create_fast(data):
+    if type(data) is not dict:
+        return None
+    contents = data.get("contents")
+    if type(contents) is not list:
+        return None
+    items = []
+    for item in contents:
+        if type(item) is not dict:
+            return None
+        kind, text = item.get("kind"), item.get("text")
+        if type(kind) is not str or kind not in _KINDS or not _plain_text(text):
+            return None
+        tool_name = _short_text(item, "tool_name", 100)
+        if tool_name is _MISSING:
+            return None
+        items.append({"kind": kind, "text": text, "tool_name": tool_name})
+    validated = {"contents": items}
+    if "metadata" in data:
+        metadata = data["metadata"]
+        if type(metadata) is not dict:
+            return None
+        cleaned = {}
+        for key in ("app", "agent", "model"):
+            cleaned[key] = _short_text(metadata, key, 100)
+            if cleaned[key] is _MISSING:
+                return None
+        if "connection" in metadata:
+            connection = metadata["connection"]
+            if connection is not None:
+                if type(connection) is not str:
+                    return None
+                try:
+                    connection = uuid.UUID(hex=connection)
+                except ValueError:
+                    return None
+            cleaned["connection"] = connection
+        validated["metadata"] = cleaned
+    profile = _short_text(data, "profile", 60, default=None)
+    if profile is _MISSING:
+        return None
+    if profile is not None:
+        validated["profile"] = profile
+    return validated
+
+
+def scan_create_data(data) -> dict:
+    """The validated data of ``ScanCreateSerializer`` for ``data``; raises its ValidationError."""
+    validated = _scan_create_fast(data)
+    if validated is None:
+        payload = ScanCreateSerializer(data=data)
+        payload.is_valid(raise_exception=True)
+        validated = payload.validated_data
+    return validated
 
 
 class ScanBatchSerializer(serializers.Serializer):
@@ -316,3 +408,58 @@ class SummarySerializer(serializers.Serializer):
     blocked_scans = serializers.IntegerField()
     block_rate = serializers.FloatField()
     top_categories = CategoryCountSerializer(many=True)
+
+
+# ``ScanSerializer`` documents a scan; ``scan_data`` writes the same JSON without building it (the
+# create endpoints answer with it; a test compares the two).
+_DATETIME = serializers.DateTimeField()
+_SCAN_KINDS = frozenset({ContentKind.PROMPT, ContentKind.CONTEXT, ContentKind.TOOL_OUTPUT})
+_RESPONSE_KINDS = frozenset({ContentKind.RESPONSE, ContentKind.TOOL_INPUT})
+
+
+def _choice(value):
+    return value if value in ("", None) else str(value)
+
+
+def scan_data(scan: Scan) -> dict:
+    findings = [
+        {
+            "content": int(f["content"]),
+            "kind": str(f["kind"]),
+            "detector": str(f["detector"]),
+            "category": str(f["category"]),
+            "severity": _choice(f["severity"]),
+            "score": float(f["score"]),
+            "start": int(f["start"]),
+            "end": int(f["end"]),
+            "rule": str(f["rule"]),
+            "excerpt": str(f["excerpt"]),
+            "action": _choice(f["action"]),
+        }
+        for f in scan.findings
+    ]
+    hit = sorted({f["detector"] for f in findings})
+    return {
+        "scan_id": str(scan.public_id),
+        "report_id": f"R{scan.public_id.hex}",
+        "verdict": _choice(scan.verdict),
+        "action": _choice(scan.action),
+        "category": "benign" if scan.action == ScanAction.ALLOW else "malicious",
+        "categories": scan.categories,
+        "max_severity": _choice(scan.max_severity),
+        "prompt_detected": {d: any(f["detector"] == d and f["kind"] in _SCAN_KINDS for f in findings) for d in hit},
+        "response_detected": {
+            d: any(f["detector"] == d and f["kind"] in _RESPONSE_KINDS for f in findings) for d in hit
+        },
+        "findings": findings,
+        "profile": str(scan.profile_name),
+        "contents": scan.contents,
+        "metadata": {
+            "app": scan.app,
+            "agent": scan.agent,
+            "model": scan.model_name,
+            "connection": str(scan.connection.public_id) if scan.connection_id else None,
+        },
+        "duration_ms": float(scan.duration_ms),
+        "created_at": _DATETIME.to_representation(scan.created_at),
+    }

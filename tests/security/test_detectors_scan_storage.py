@@ -34,13 +34,12 @@ def _statements(call) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if not q["sql"].upper().startswith(TRANSACTION_CONTROL)]
 
 
-def test_a_clean_scan_is_stored_with_one_insert_after_reading_its_profile(analyst):
+def test_a_clean_scan_is_stored_with_one_insert_its_profile_cached(analyst):
     _scan(analyst, "What is the capital of France?")  # creates the default profile
+    _scan(analyst, "What is the capital of Italy?")  # reads it into the cache
     statements = _statements(lambda: _scan(analyst, "What is the capital of Spain?"))
-    assert len(statements) == 2, statements
-    assert [s.split()[0] for s in statements] == ["SELECT", "INSERT"]
-    assert "security_scanprofile" in statements[0]
-    assert "security_scan" in statements[1]
+    assert len(statements) == 1, statements
+    assert statements[0].startswith('INSERT INTO "security_scan"')
     stored = Scan.objects.latest("pk")
     assert stored.created_by_id == analyst.user_id
     assert stored.created_by == analyst.user
@@ -49,11 +48,14 @@ def test_a_clean_scan_is_stored_with_one_insert_after_reading_its_profile(analys
 def test_a_repeated_flagged_scan_counts_on_its_alert_with_one_lookup_and_one_update(analyst):
     first = _scan(analyst, ATTACK)
     alert = Alert.objects.get()
+    _scan(analyst, "What is the capital of Italy?")  # the profile, cached since it was created
+    alert.refresh_from_db()
     assert (alert.count, alert.scan_id) == (1, first.pk)
     statements = _statements(lambda: _scan(analyst, ATTACK.replace("system prompt", "hidden prompt")))
-    # profile, the scan, the alert (locked) and its one update
-    assert len(statements) == 4, statements
-    assert [s.split()[0] for s in statements] == ["SELECT", "INSERT", "SELECT", "UPDATE"]
+    # the scan, the alerts (one locked read) and the repeat's one update; the profile is cached
+    assert len(statements) == 3, statements
+    assert [s.split()[0] for s in statements] == ["INSERT", "SELECT", "UPDATE"]
+    assert "FOR UPDATE" in statements[1] or not connection.features.has_select_for_update
     second = Scan.objects.latest("pk")
     alert.refresh_from_db()
     assert alert.count == 2
