@@ -168,6 +168,7 @@ def reach_map_figure(map_data: dict) -> dict:
             "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
             "legend": {"orientation": "h", "y": 0},
             "geo": {
+                "fitbounds": False,  # the whole world (plotly.js would zoom to a lone metro)
                 "resolution": 110,
                 "projection": {"type": "natural earth"},
                 "showcountries": True,

@@ -427,6 +427,7 @@ def charts(data: dict) -> dict:
             **_LAYOUT,
             "height": 320,
             "geo": {
+                "fitbounds": False,  # the whole world (plotly.js would zoom to a lone metro)
                 "projection": {"type": "natural earth"},
                 "showcountries": True,
                 "countrycolor": "#ccc",

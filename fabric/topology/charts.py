@@ -262,6 +262,7 @@ def map_figure(topology: Topology) -> dict:
     )
     layout = {
         "geo": {
+            "fitbounds": False,  # the whole world (plotly.js would zoom to a lone metro)
             "projection": {"type": "natural earth"},
             "showland": True,
             "landcolor": "#eef2f7",

@@ -127,8 +127,11 @@ def test_policy_block_scan_block_and_an_egress_spike_alert_triaged(
     )
     assert response.status_code in (200, 201, 207), response.content[:300]
     expect(live).to_contain_text("Egress spike on fr-am-training", timeout=8_000)
+    # The live table refreshes by itself; the figures above it count the alert on the next view.
+    page.reload()
+    expect(page.locator("#top-connections")).to_contain_text("fr-am-training")
     expect(page.locator("[data-chart='timeline'] .main-svg").first).to_be_visible(timeout=15_000)
-    expect(page.locator("[data-chart='world'] .main-svg").first).to_be_visible(timeout=15_000)
+    expect(page.locator("[data-chart='world'][data-drawn='1']")).to_be_visible(timeout=15_000)
     screenshot(page, "security-dashboard")
 
     # 5. Drill down into the alert and its evidence; acknowledge, then resolve.
