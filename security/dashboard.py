@@ -131,7 +131,7 @@ def _rolled_rows(org, start: datetime, end: datetime, dirty: list[datetime]):
     whole = Q(pk__in=[])
     for first, last in day_ranges(days):
         whole |= Q(hour__gte=first, hour__lt=last)
-    rows = DashboardRollup.objects.filter(organization=org)
+    rows = DashboardRollup.objects.for_org(org)
     hourly = rows.filter(hours=1, hour__gte=start, hour__lt=end).exclude(whole)
     if dirty:
         hourly = hourly.exclude(hour__in=dirty)
@@ -159,7 +159,7 @@ def _rolled(org, window: Window, start: datetime, end: datetime, dirty: list[dat
             .order_by()
         )
     else:  # per hour: the hour rows of the whole range, one row per hour and key already
-        hours = DashboardRollup.objects.filter(organization=org, hours=1, hour__gte=start, hour__lt=end)
+        hours = DashboardRollup.objects.for_org(org).filter(hours=1, hour__gte=start, hour__lt=end)
         points = hours.exclude(hour__in=dirty).filter(kind__in=timeline_kinds).values_list("hour", "kind", "key", "n")
     for bucket, kind, name, n in points:
         _add_point(figures, "scans" if kind == Kind.VERDICT else "alerts", name, iso(bucket), n)
@@ -185,16 +185,16 @@ def window_figures(org, window: Window, *, since: datetime, now: datetime) -> di
         _add_slices(figures, raw_slices(org.pk, [(since, now)], "minute"), window)
         return figures
     raw = [(since, now)]
-    state = DashboardRollupState.objects.filter(organization=org).values_list("rolled_from", "rolled_until", "version")
+    state = DashboardRollupState.objects.for_org(org).values_list("rolled_from", "rolled_until", "version")
     state = state.first()
     if state is not None:
         rolled_from, rolled_until, version = state
         start, end = max(ceil_hour(since), rolled_from), min(floor_hour(now), rolled_until)
         if start < end:
             dirty = sorted(
-                DashboardDirtyHour.objects.filter(organization=org, hour__gte=start, hour__lt=end).values_list(
-                    "hour", flat=True
-                )
+                DashboardDirtyHour.objects.for_org(org)
+                .filter(hour__gte=start, hour__lt=end)
+                .values_list("hour", flat=True)
             )
             _add_figures(figures, _rolled(org, window, start, end, dirty, version))
             raw = [(since, start), (end, now), *((hour, hour + HOUR) for hour in dirty)]

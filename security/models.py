@@ -259,6 +259,8 @@ class DashboardRollup(models.Model):
     flagged = models.PositiveIntegerField(default=0)
     blocked = models.PositiveIntegerField(default=0)
 
+    objects = OrgOwnedQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -279,6 +281,8 @@ class DashboardRollupState(models.Model):
     rolled_until = models.DateTimeField()
     version = models.PositiveBigIntegerField(default=0)
 
+    objects = OrgOwnedQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"Rollups of {self.organization_id}: {self.rolled_from} to {self.rolled_until}"
 
@@ -290,6 +294,8 @@ class DashboardDirtyHour(models.Model):
     organization = models.ForeignKey("hub.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
     hour = models.DateTimeField()
     marked_at = models.DateTimeField()
+
+    objects = OrgOwnedQuerySet.as_manager()
 
     class Meta:
         constraints = [

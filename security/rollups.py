@@ -134,7 +134,7 @@ def raw_slices(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: str 
 
     within = _within(ranges)
     bucket = truncate("created_at", tzinfo=UTC)
-    scans = Scan.objects.filter(within, organization_id=org_id).annotate(b=bucket)
+    scans = Scan.objects.for_org(org_id).filter(within).annotate(b=bucket)
     counted = {
         "n": Count("*"),
         "flagged": Count("id", filter=FLAGGED),
@@ -152,7 +152,7 @@ def raw_slices(org_id: int, ranges: list[tuple[datetime, datetime]], trunc: str 
         scans.exclude(agent="").values_list("b", "agent").annotate(**counted).order_by()
     ):
         slot(start)["agents"][agent] = [n, flagged, blocked]
-    alerts = Alert.objects.filter(within, organization_id=org_id).annotate(b=bucket)
+    alerts = Alert.objects.for_org(org_id).filter(within).annotate(b=bucket)
     for start, category, n in alerts.values_list("b", "category").annotate(n=Count("*")).order_by():
         slot(start)["alerts"][category] = n
     for start, connection_id, n in (
@@ -184,7 +184,7 @@ def _recompute(org_id: int, ranges: list[tuple[datetime, datetime]]) -> set[date
     hours = Q(pk__in=[])
     for start, end in ranges:
         hours |= Q(hour__gte=start, hour__lt=end)
-    DashboardRollup.objects.filter(hours, organization_id=org_id, hours=1).delete()
+    DashboardRollup.objects.for_org(org_id).filter(hours, hours=1).delete()
     rows = []
     for hour_iso, counts in raw_slices(org_id, ranges).items():
         hour = datetime.fromisoformat(hour_iso)
@@ -211,7 +211,7 @@ def _sum_days(org_id: int, days: set[datetime], *, rolled_from: datetime, rolled
     none for a day that is not (the dashboard then reads its hour rows)."""
     if not days:
         return
-    DashboardRollup.objects.filter(organization_id=org_id, hours=24, hour__in=sorted(days)).delete()
+    DashboardRollup.objects.for_org(org_id).filter(hours=24, hour__in=sorted(days)).delete()
     complete = [day for day in days if rolled_from <= day and day + DAY <= rolled_until]
     if not complete:
         return
@@ -219,7 +219,8 @@ def _sum_days(org_id: int, days: set[datetime], *, rolled_from: datetime, rolled
     for start, end in day_ranges(complete):
         within |= Q(hour__gte=start, hour__lt=end)
     sums = (
-        DashboardRollup.objects.filter(within, organization_id=org_id, hours=1)
+        DashboardRollup.objects.for_org(org_id)
+        .filter(within, hours=1)
         .annotate(day=TruncDay("hour", tzinfo=UTC))
         .values_list("day", "kind", "key")
         .annotate(total=Sum("n"), all_flagged=Sum("flagged"), all_blocked=Sum("blocked"))
@@ -250,9 +251,7 @@ def day_ranges(days: Iterable[datetime]) -> list[tuple[datetime, datetime]]:
 def _roll_org(state: DashboardRollupState, *, until: datetime, keep_from: datetime) -> bool:
     """Bring one organization's rollups up to ``until`` (its state row locked); True if they changed."""
     org_id = state.organization_id
-    dirty = list(
-        DashboardDirtyHour.objects.filter(organization_id=org_id).values_list("pk", "hour", "marked_at")[:1000]
-    )
+    dirty = list(DashboardDirtyHour.objects.for_org(org_id).values_list("pk", "hour", "marked_at")[:1000])
     todo = [hour for _, hour, _ in dirty if state.rolled_from <= hour < state.rolled_until and hour >= keep_from]
     start = max(state.rolled_until, keep_from)
     ranges = _hour_ranges(todo)
@@ -263,7 +262,7 @@ def _roll_org(state: DashboardRollupState, *, until: datetime, keep_from: dateti
     for pk, _, marked_at in dirty:  # a marker re-marked while we worked stays for the next run
         DashboardDirtyHour.objects.filter(pk=pk, marked_at=marked_at).delete()
     if state.rolled_from < keep_from:
-        DashboardRollup.objects.filter(organization_id=org_id, hour__lt=keep_from).delete()
+        DashboardRollup.objects.for_org(org_id).filter(hour__lt=keep_from).delete()
         changed = True
     new_from = max(state.rolled_from, keep_from) if state.rolled_until > keep_from else keep_from
     new_until = max(state.rolled_until, until)
@@ -333,10 +332,10 @@ def scans_purged(cutoff: datetime) -> None:
         return
     states = DashboardRollupState.objects.filter(rolled_from__lt=hour)
     for org_id, rolled_until in states.values_list("organization_id", "rolled_until"):
-        DashboardRollup.objects.filter(organization_id=org_id, kind__in=SCAN_KINDS, hour__lt=hour).delete()
+        DashboardRollup.objects.for_org(org_id).filter(kind__in=SCAN_KINDS, hour__lt=hour).delete()
         if hour < rolled_until:
             mark_dirty(org_id, [hour])
-        DashboardRollupState.objects.filter(organization_id=org_id).update(version=F("version") + 1)
+        DashboardRollupState.objects.for_org(org_id).update(version=F("version") + 1)
 
 
 def rollup_reset(organization_id: int) -> None:
