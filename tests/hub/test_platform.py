@@ -90,8 +90,9 @@ def test_readyz_is_503_when_the_broker_is_down(client, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_seed_demo_is_idempotent_and_creates_the_documented_identities():
+def test_seed_demo_is_idempotent_and_creates_the_documented_identities(monkeypatch):
     call_command("seed_demo", stdout=StringIO())
+    monkeypatch.setenv("HUB_PORT", "8123")
     out = StringIO()
     call_command("seed_demo", stdout=out)
     assert Metro.objects.count() == 79
@@ -107,6 +108,7 @@ def test_seed_demo_is_idempotent_and_creates_the_documented_identities():
     assert User.objects.get(email="ops@hub.example").is_staff
     assert User.objects.filter(email="owner@acme.example").count() == 1
     assert "interconnect-demo" in out.getvalue()
+    assert "http://127.0.0.1:8123/" in out.getvalue(), "the address printed is the one make demo serves"
 
 
 @pytest.mark.django_db

@@ -1,3 +1,5 @@
+import os
+
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -62,7 +64,8 @@ class Command(BaseCommand):
         security = seed_security_demo()
         self.stdout.write(f"Security: {security['scans']} scans and {security['alerts']} alerts created.")
         self.stdout.write(f"Network detection: {analyse_recent()} findings in the telemetry raised as alerts.")
-        self.stdout.write(self.style.SUCCESS("Demo data ready. Log in at http://127.0.0.1:8000/ with:"))
+        address = f"{os.environ.get('HUB_HOST', '127.0.0.1')}:{os.environ.get('HUB_PORT', '8000')}"
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready. Log in at http://{address}/ with:"))
         for email, _, slug, role in [*PEOPLE, ("ops@hub.example", "", "hub-operations", "OPERATOR (staff, /admin/)")]:
             self.stdout.write(f"  {email:<32} {slug:<16} {role}")
         self.stdout.write(
