@@ -299,3 +299,47 @@ def test_only_hours_that_have_ended_are_marked_dirty(org):
     again = DashboardDirtyHour.objects.get()
     assert (again.hour, again.pk) == (hour, first.pk)
     assert again.marked_at >= first.marked_at
+
+
+def test_quiet_organizations_are_rolled_in_bulk_to_what_a_full_pass_makes(org, django_assert_max_num_queries):
+    """Organizations without scans or alerts in the hours to roll move in a few statements for all
+    of them, trimming what falls out of the kept span, and end with the rollups a full pass makes."""
+    from tests.factories import OrganizationFactory
+
+    now = rollups.floor_hour(timezone.now()) + timedelta(minutes=30)
+    rng = random.Random(9)
+    tenants = [org, *(OrganizationFactory(slug=f"quiet-{n}") for n in range(3))]
+    for tenant in tenants:  # rows 30 to 50 hours ago, and some that the kept span loses on the way
+        for ago in [timedelta(hours=rng.uniform(30, 50)) for _ in range(20)] + [timedelta(days=32, hours=10)]:
+            Scan.objects.create(
+                organization=tenant, profile_name="d", verdict="block", action="block", app="a",
+                detectors_hit=["secrets"], finding_count=1, created_at=now - ago,
+            )  # fmt: skip
+            alert = raise_alert(tenant, key=f"k{ago}", category=AlertCategory.SECRETS)
+            Alert.objects.filter(pk=alert.pk).update(created_at=now - ago)
+    rollups.rollup_advance(now=now - timedelta(hours=20))
+    assert DashboardRollup.objects.filter(hour__lt=rollups.floor_hour(now - rollups.ROLLUP_KEEP)).exists()
+
+    step = now - timedelta(hours=19)
+    while step <= now:
+        crosses_midnight = rollups.floor_day(step - rollups.ROLLUP_DELAY) > rollups.floor_day(
+            step - rollups.ROLLUP_DELAY - timedelta(hours=1)
+        )
+        if crosses_midnight:  # the day rows of the day that ended: the full pass, ~15 statements per org
+            assert rollups.rollup_advance(now=step) == len(tenants)
+        else:
+            with django_assert_max_num_queries(8):
+                assert rollups.rollup_advance(now=step) == len(tenants)
+        step += timedelta(hours=1)
+
+    def snapshot():
+        rows = DashboardRollup.objects.values_list("organization_id", "hours", "hour", "kind", "key", "n", "flagged")
+        states = DashboardRollupState.objects.values_list("organization_id", "rolled_from", "rolled_until")
+        return sorted(rows), sorted(states)
+
+    stepped = snapshot()
+    assert not DashboardRollup.objects.filter(hour__lt=rollups.floor_hour(now - rollups.ROLLUP_KEEP)).exists()
+    for tenant in tenants:
+        rollups.rollup_reset(tenant.pk)
+    rollups.rollup_advance(now=now)
+    assert snapshot() == stepped
