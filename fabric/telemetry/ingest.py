@@ -239,12 +239,13 @@ def _check_sample(item, *, connection_for, oldest: datetime, newest: datetime) -
     interval, problem = _parse_count(item.get("interval_seconds"), required=False, low=1, high=MAX_INTERVAL_SECONDS)
     if problem:
         fields["interval_seconds"] = [problem]
-    country = item.get("country") or ""
-    if country:
-        if not isinstance(country, str) or country.upper() not in COUNTRY_CODES:
-            fields["country"] = ["Not an ISO 3166-1 alpha-2 country code."]
-        else:
-            country = country.upper()
+    country = item.get("country")
+    if country is None or country == "":  # absent, null or empty: the destination is not known
+        country = ""
+    elif not isinstance(country, str) or country.upper() not in COUNTRY_CODES:  # 0, false, [] too
+        fields["country"] = ["Not an ISO 3166-1 alpha-2 country code."]
+    else:
+        country = country.upper()
     if fields:
         return None, fields
     return (connection_id, time, interval or DEFAULT_INTERVAL_SECONDS, *values, drops or 0, country), {}

@@ -343,3 +343,12 @@ def test_an_unknown_field_named_with_a_lone_surrogate_is_reported_not_a_500(link
     assert errors[0]["index"] == 1
     assert errors[0]["fields"]["\\ud800"] == ["Unknown field."]
     assert TelemetrySample.objects.filter(connection=link).count() == 1
+
+
+def test_a_country_that_is_not_a_code_is_refused_and_a_missing_one_is_no_country(link, engineer):
+    samples = [sample(country=0), sample(country=False), sample(country=[]), sample(country=None), sample(country="")]
+    body = engineer.post(url(link), {"samples": samples}, format="json").json()
+    assert (body["accepted"], body["rejected"]) == (2, 3)
+    assert {error["index"] for error in body["errors"]} == {0, 1, 2}
+    assert all(error["fields"] == {"country": ["Not an ISO 3166-1 alpha-2 country code."]} for error in body["errors"])
+    assert set(TelemetrySample.objects.filter(connection=link).values_list("country", flat=True)) == {""}
