@@ -30,6 +30,7 @@ from security import detectors, rollups
 from security.choices import (
     ACTION_RANK,
     SEVERITY_RANK,
+    UNRESOLVED_ALERT_STATUSES,
     AlertCategory,
     AlertSource,
     AlertStatus,
@@ -596,34 +597,25 @@ def scan_build(*, org, membership, request: ScanRequest, profile: ScanProfile, t
 
 
 def _raise_scan_alerts(scan: Scan) -> None:
-    """One alert per detector whose findings the profile blocks or alerts on (deduplicated)."""
+    """One alert per detector whose findings the profile blocks or alerts on (deduplicated), as
+    :func:`alert_raise` would raise them one by one, in two statements for all of them."""
     by_detector: dict[str, list[dict]] = {}
     for finding in scan.findings:
         if finding["action"] != ScanAction.ALLOW:
             by_detector.setdefault(finding["detector"], []).append(finding)
     if not by_detector:
         return
+    org = scan.organization
     source_label = scan.app or scan.agent or "an unnamed app"
     where = ":".join([scan.app or "-", scan.agent or "-", str(scan.connection.public_id) if scan.connection else "-"])
-    keys = {name: f"scan:{name}:{where}"[:200] for name in by_detector}
-    # One locked read for the unresolved alerts of all of them (locked to the commit, in id order so
-    # that two scans locking the same alerts cannot deadlock).
-    locked = {
-        alert.dedup_key: alert
-        for alert in Alert.objects.select_for_update()
-        .for_org(scan.organization)
-        .unresolved()
-        .filter(dedup_key__in=list(keys.values()))
-        .order_by("pk")
-    }
+    raised = {}
     for detector_name, found in by_detector.items():
-        alert_raise(
-            org=scan.organization,
-            category=detector_name,
+        key = f"scan:{detector_name}:{where}"[:200]
+        raised[key] = _ScanAlert(
+            category=detector_name[:40],
             severity=_max_severity(found),
-            source=AlertSource.SCAN,
-            dedup_key=keys[detector_name],
             title=f"{category_label(detector_name)} in {found[0]['kind'].replace('_', ' ')} of {source_label}"[:200],
+            dedup_key=key,
             evidence={
                 "scan": str(scan.public_id),
                 "verdict": scan.verdict,
@@ -633,10 +625,143 @@ def _raise_scan_alerts(scan: Scan) -> None:
                 "profile": scan.profile_name,
                 "findings": found[:10],
             },
-            connection=scan.connection,
-            scan=scan,
-            locked=locked,
         )
+    existing = _lock_unresolved_alerts(org, list(raised))
+    # Repeats in the order they are locked, then new keys in one order, so that two scans never
+    # wait on each other's keys in opposite orders.
+    ordered = sorted(raised, key=lambda key: (key not in existing, existing.get(key, (0,))[0], key))
+    now = timezone.now()
+    for pk, public_id, key, status, count, severity, connection_id, incident_id in _alert_upsert(
+        org=org, scan=scan, now=now, alerts=[raised[key] for key in ordered]
+    ):
+        # A repeat that changes the alert's connection (one a concurrent scan raised after the
+        # lookup counts as one that had none).
+        before = existing[key][1] if key in existing else None
+        if count > 1 and scan.connection_id is not None and before != scan.connection_id:
+            created_at = Alert.objects.values_list("created_at", flat=True).get(pk=pk)
+            rollups.mark_dirty(org.pk, [created_at])  # its hour's alerts by connection changed
+        if count > 1 and connection_id is None:
+            continue  # a repeat with nothing to correlate: no instance needed
+        # The alert as this scan raised it; of a repeat, only what _correlate reads is as stored.
+        new = raised[key]
+        alert = Alert(
+            pk=pk,
+            public_id=public_id,
+            organization=org,
+            created_at=now,
+            updated_at=now,
+            category=new.category,
+            severity=severity,
+            status=status,
+            source=AlertSource.SCAN,
+            title=new.title,
+            dedup_key=key,
+            count=count,
+            first_seen=now,
+            last_seen=now,
+            evidence=new.evidence,
+            scan=scan,
+            incident_id=incident_id,
+        )
+        if connection_id == scan.connection_id:
+            alert.connection = scan.connection
+        else:
+            alert.connection_id = connection_id
+        alert._state.adding = False
+        if count == 1:
+            _alert_created(alert)
+        _correlate(alert)
+
+
+@dataclass(frozen=True)
+class _ScanAlert:
+    category: str
+    severity: str
+    title: str
+    dedup_key: str
+    evidence: dict
+
+
+_ALERTS = Alert._meta.db_table
+_UNRESOLVED_SQL = ", ".join(f"'{status}'" for status in sorted(UNRESOLVED_ALERT_STATUSES))
+
+
+def _lock_unresolved_alerts(org: Organization, keys: list[str]) -> dict[str, tuple[int, int | None]]:
+    """``Alert.objects.for_org(org).unresolved().filter(dedup_key__in=keys)`` locked to the commit in
+    id order (as alert_bulk locks alerts, so the two never deadlock): (id, connection id) by key.
+    Written out in SQL: the ORM takes longer to build this statement than the database to run it."""
+    connection = transaction.get_connection()
+    placeholders = ", ".join(["%s"] * len(keys))
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT id, dedup_key, connection_id FROM {_ALERTS} "  # noqa: S608 - constants; every value is a parameter
+        f"WHERE organization_id = %s AND status IN ({_UNRESOLVED_SQL}) AND dedup_key IN ({placeholders}) "
+        f"ORDER BY id{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [org.pk, *keys])
+        return {key: (pk, connection_id) for pk, key, connection_id in cursor.fetchall()}
+
+
+def _severity_rank_sql(column: str) -> str:
+    return f"CASE {column} " + " ".join(f"WHEN '{s}' THEN {SEVERITY_RANK[s]}" for s in Severity) + " END"
+
+
+# A new alert's columns, and what a repeat (an unresolved alert with the same organization and
+# dedup key) changes instead: what alert_raise does, in one statement for several alerts.
+_ALERT_UPSERT_SQL = f"""
+    INSERT INTO {_ALERTS} (
+        created_at, updated_at, public_id, organization_id, category, severity, status, source, title, dedup_key,
+        count, first_seen, last_seen, evidence, connection_id, scan_id
+    )
+    VALUES {{rows}}
+    ON CONFLICT (organization_id, dedup_key) WHERE status IN ({_UNRESOLVED_SQL})
+    DO UPDATE SET
+        count = {_ALERTS}.count + 1,
+        last_seen = EXCLUDED.last_seen,
+        updated_at = EXCLUDED.updated_at,
+        severity = CASE WHEN {_severity_rank_sql("EXCLUDED.severity")} > {_severity_rank_sql(f"{_ALERTS}.severity")}
+            THEN EXCLUDED.severity ELSE {_ALERTS}.severity END,
+        evidence = EXCLUDED.evidence,
+        scan_id = EXCLUDED.scan_id,
+        connection_id = COALESCE(EXCLUDED.connection_id, {_ALERTS}.connection_id)
+    RETURNING id, public_id, dedup_key, status, count, severity, connection_id, incident_id
+"""  # noqa: S608 - the table name comes from the model, enum values are constants, every value is a parameter
+
+
+def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert]) -> list[tuple]:
+    """Raise each of ``alerts`` (new alerts of ``scan``, on its connection), or count it as a repeat
+    on its unresolved alert: ``count`` + 1, ``last_seen``, the higher severity, the latest evidence
+    and scan, the connection if given. Returns (id, public id, dedup key, status, count (1: a new
+    alert), severity, connection id, incident id) of each alert as stored."""
+    connection = transaction.get_connection()
+    field = Alert._meta.get_field
+    at = field("created_at").get_db_prep_save(now, connection)
+    public_id, evidence = field("public_id"), field("evidence")
+    row = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s)"
+    params = []
+    for alert in alerts:
+        params += [
+            at,
+            at,
+            public_id.get_db_prep_save(uuid.uuid4(), connection),
+            org.pk,
+            alert.category,
+            alert.severity,
+            AlertStatus.OPEN.value,
+            AlertSource.SCAN.value,
+            alert.title,
+            alert.dedup_key,
+            at,
+            at,
+            evidence.get_db_prep_save(alert.evidence, connection),
+            scan.connection_id,
+            scan.pk,
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(_ALERT_UPSERT_SQL.format(rows=", ".join([row] * len(alerts))), params)
+        rows = cursor.fetchall()
+    return [(pk, public_id.to_python(uid), *rest) for pk, uid, *rest in rows]
 
 
 def _check_connection(org, request: ScanRequest, *, prefix: str) -> None:
@@ -724,7 +849,6 @@ def alert_raise(
     evidence: dict,
     connection: Connection | None = None,
     scan: Scan | None = None,
-    locked: dict[str, Alert] | None = None,
 ) -> tuple[Alert, bool]:
     """Raise an alert, or count a repeat on the unresolved alert with the same ``dedup_key``.
 
@@ -732,19 +856,13 @@ def alert_raise(
     notifications); a repeat raises ``count`` and ``last_seen``, keeps the higher severity and
     the latest evidence. Alerts about the same connection from content and network sources
     within ``SECURITY_CORRELATION_WINDOW_MINUTES`` are joined into one incident.
-
-    ``locked`` (for callers that raise several): the unresolved alerts of the keys, already read
-    with ``select_for_update`` in this transaction, by ``dedup_key``; a key it lacks has none.
     """
     if severity not in Severity.values:
         raise ValueError(f"Unknown severity {severity!r}.")
     if source not in AlertSource.values:
         raise ValueError(f"Unknown alert source {source!r}.")
     now = timezone.now()
-    if locked is not None:
-        existing = locked.get(dedup_key[:200])
-    else:
-        existing = Alert.objects.select_for_update().for_org(org).unresolved().filter(dedup_key=dedup_key[:200]).first()
+    existing = Alert.objects.select_for_update().for_org(org).unresolved().filter(dedup_key=dedup_key[:200]).first()
     created = False
     if existing is not None:
         alert = existing
@@ -782,7 +900,6 @@ def alert_raise(
                     first_seen=now,
                     last_seen=now,
                 )
-                rollups.mark_dirty(org.pk, [alert.created_at])  # a no-op unless its hour has ended
         except IntegrityError:  # a concurrent raise created it first: count this one as a repeat
             return alert_raise(
                 org=org,
@@ -796,15 +913,22 @@ def alert_raise(
                 scan=scan,
             )
         created = True
-        publish(
-            org=org,
-            event_type=ALERT_CREATED,
-            payload=alert_payload(alert),
-            title=f"{Severity(alert.severity).label} alert: {alert.title}",
-            link=_alert_link(alert),
-        )
+        _alert_created(alert)
     _correlate(alert)
     return alert, created
+
+
+def _alert_created(alert: Alert) -> None:
+    """What a new alert sets off: ``alert.created`` (webhooks and notifications), and the dashboard's
+    rollup of its hour marked dirty (a no-op unless that hour has ended)."""
+    rollups.mark_dirty(alert.organization_id, [alert.created_at])
+    publish(
+        org=alert.organization,
+        event_type=ALERT_CREATED,
+        payload=alert_payload(alert),
+        title=f"{Severity(alert.severity).label} alert: {alert.title}",
+        link=_alert_link(alert),
+    )
 
 
 def alert_payload(alert: Alert) -> dict:
