@@ -2,6 +2,7 @@ import hashlib
 
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -24,19 +25,53 @@ from marketplace.search import CatalogQueryError
 
 
 class CatalogPagination(HubPagination):
-    """Counting a catalog of 100,000 offerings costs more than reading a page of it, so the count of a
-    question (organization + parameters) is kept under the catalog's version (a row database triggers
+    """A page of the catalog is keyed by what decides it: the catalog's version (a row database triggers
     change with every write to offerings, access points, providers and metros: ``marketplace.catalog_index``),
-    in this process and in the shared cache. The count never lags the results; it is kept per
-    organization because a provider also sees its own drafts.
+    the asking organization (a provider also sees its own drafts), the time zone dates are written in, and
+    every parameter. Under that key this process keeps the page's rows, and the count of the question
+    (the parameters but limit and offset) here and in the shared cache, since counting 100,000 offerings
+    costs more than reading a page. Neither ever lags a write: the next request reads the new version.
     """
 
     COUNT_SECONDS = 600  # a count of an older version is never read again; this only frees the memory
     LOCAL_COUNTS = 1024  # entries this process keeps (cleared when full)
+    LOCAL_ROWS = 5000  # rows of pages this process keeps (all dropped when full): about 15 MB
     _counts: dict[str, int] = {}
+    _pages: dict[tuple, tuple[int, list]] = {}
+    _kept_rows = 0
+    version = None
+
+    def page_key(self, request) -> tuple | None:
+        """The key of the requested page (None without a catalog version: a flushed database)."""
+        self.version = catalog_index.catalog_version()
+        if self.version is None:
+            return None
+        org = _org(request)
+        params = tuple(sorted((name, tuple(values)) for name, values in request.query_params.lists()))
+        return self.version, org and org.pk, timezone.get_current_timezone_name(), params
+
+    def cached_page(self, request, key: tuple | None) -> list | None:
+        """The kept rows of the page, with the paginator set as ``paginate_queryset`` sets it; None if not kept."""
+        page = self._pages.get(key) if key is not None else None
+        if page is None:
+            return None
+        self.request = request
+        self.limit, self.offset = self.get_limit(request), self.get_offset(request)
+        self.count, results = page
+        return results
+
+    def keep_page(self, key: tuple | None, results: list) -> None:
+        if key is None:
+            return
+        cls = CatalogPagination  # one store per process, whatever the subclass
+        if cls._kept_rows + len(results) > self.LOCAL_ROWS:
+            cls._pages.clear()
+            cls._kept_rows = 0
+        cls._pages[key] = (self.count, results)
+        cls._kept_rows += len(results)
 
     def get_count(self, queryset):
-        version = catalog_index.catalog_version()
+        version = self.version if self.version is not None else catalog_index.catalog_version()
         if version is None:  # no version row yet (a flushed database): nothing to key the count by
             return queryset.count()
         request = self.request
@@ -105,10 +140,16 @@ class OfferingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     renderer_classes = [OrjsonRenderer, *(r for r in api_settings.DEFAULT_RENDERER_CLASSES if r is not JSONRenderer)]
 
     def list(self, request, *args, **kwargs):
-        # The page is read as plain rows and shaped without a serializer per row: OfferingSerializer
-        # documents it, offering_list_data writes the same JSON (the class docstring describes the operation).
-        queryset = self.filter_queryset(self.get_queryset()).values_list(*s.OFFERING_LIST_COLUMNS)
-        return self.get_paginated_response(s.offering_list_data(self.paginate_queryset(queryset)))
+        # A page already read at this catalog version, for this organization and these parameters, is
+        # served as kept (CatalogPagination). Otherwise it is read as plain rows and shaped without a
+        # serializer per row: OfferingSerializer documents it, offering_list_data writes the same JSON.
+        key = self.paginator.page_key(request)
+        results = self.paginator.cached_page(request, key)
+        if results is None:
+            queryset = self.filter_queryset(self.get_queryset()).values_list(*s.OFFERING_LIST_COLUMNS)
+            results = s.offering_list_data(self.paginate_queryset(queryset))
+            self.paginator.keep_page(key, results)
+        return self.get_paginated_response(results)
 
     def _catalog_params(self) -> dict:
         if not _QUERY_FIELDS.intersection(self.request.query_params):

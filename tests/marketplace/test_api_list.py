@@ -156,3 +156,32 @@ def test_the_orjson_renderer_writes_what_drfs_renderer_writes():
     indented = OrjsonRenderer().render({"a": 1}, "application/json; indent=4")
     assert indented == JSONRenderer().render({"a": 1}, "application/json; indent=4")
     assert OrjsonRenderer().render(None) == b""
+
+
+def test_a_page_is_read_once_per_catalog_version_and_organization(gpu_cloud, customer, make_offering, token_client):
+    """A repeated page is served as kept, never across organizations (a provider's drafts) nor across writes."""
+    make_offering(gpu_cloud, name="Published")
+    draft, _ = make_offering(gpu_cloud, published=False, name="Draft")
+    seller, buyer = token_client(gpu_cloud.member), token_client(customer.member)
+
+    def names_and_queries(client, **params):
+        with CaptureQueriesContext(connection) as captured:
+            body = client.get(LIST, params).json()
+        reads = sum('"marketplace_offering"."summary"' in q["sql"] for q in captured.captured_queries)  # the rows
+        return [row["name"] for row in body["results"]], reads
+
+    assert names_and_queries(seller) == (["Draft", "Published"], 1)
+    assert names_and_queries(seller) == (["Draft", "Published"], 0)  # kept
+    assert names_and_queries(buyer) == (["Published"], 1)  # another organization: its own page
+    assert names_and_queries(buyer) == (["Published"], 0)
+    assert names_and_queries(buyer, limit=1) == (["Published"], 1)  # other parameters: another page
+    first = seller.get(LIST, {"limit": 1, "offset": 1}).json()
+    assert first["next"] is None
+    assert first["previous"].endswith("limit=1")
+    assert seller.get(LIST, {"limit": 1, "offset": 1}).json() == first  # kept, with the same links
+
+    services.offering_publish(membership=gpu_cloud.member, offering=draft)
+    assert names_and_queries(buyer) == (["Draft", "Published"], 1)  # the write changed the version
+    Offering.objects.filter(name="Draft").update(name="Renamed")  # no signal, no save()
+    assert names_and_queries(buyer) == (["Published", "Renamed"], 1)
+    assert names_and_queries(seller) == (["Published", "Renamed"], 1)
