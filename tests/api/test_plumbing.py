@@ -1,8 +1,10 @@
 import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -107,6 +109,17 @@ def test_the_budget_slides_across_windows(owner, token_client, settings):
         clock[0] += 120  # after quiet minutes the whole budget is back
         for _ in range(3):
             assert client.get("/api/v1/me/").status_code == 200
+
+
+def test_the_counters_are_kept_in_the_cache_under_its_own_keys(owner, token_client):
+    """On Redis a script counts (one round trip); the counters are the cache's own values either way."""
+    client = token_client(owner)
+    token = APIToken.objects.get(prefix=client.secret.split("_")[1])
+    for _ in range(2):
+        assert client.get("/api/v1/me/").status_code == 200
+    window = int(time.time() // 60)
+    keys = [f"throttle_principal_token:{token.pk}:{w}" for w in (window - 1, window)]
+    assert sum(cache.get_many(keys).values()) == 2  # the two requests, in one window or across two
 
 
 def test_session_users_use_the_api_with_csrf(owner, client):
