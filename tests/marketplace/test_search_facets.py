@@ -324,3 +324,40 @@ def test_pages_come_in_the_order_the_sql_search_gives(random_catalog, gpu_cloud,
             shown = search.catalog_page(org, {**params, "page": page}, page_size=5)
             if shown.page == page:
                 assert [o.pk for o in shown.offerings] == expected[(page - 1) * 5 : page * 5], params
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the narrow search table is PostgreSQL's")
+def test_the_narrow_search_table_follows_every_write(gpu_cloud, buyer):
+    """Text search reads its documents from a narrow copy (migration 0005) that triggers keep equal."""
+
+    def documents(sql):
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+    def assert_in_step():
+        assert documents(
+            "SELECT offering_id, search_vector::text FROM marketplace_offering_search ORDER BY 1"
+        ) == documents(
+            "SELECT id, search_vector::text FROM marketplace_offering WHERE search_vector IS NOT NULL ORDER BY 1"
+        )
+
+    offering = listing(gpu_cloud, [gpu_cloud.fra], name="8x H100 SXM", price="23.92", attributes=GPU_ATTRIBUTES)
+    other = listing(gpu_cloud, [gpu_cloud.fra], name="1x A100", price="2", attributes=GPU_ATTRIBUTES)
+    assert_in_step()
+    assert [o.pk for o in search.catalog_page(None, {"q": "SXM"}).offerings] == [offering.pk]
+    services.offering_update(membership=gpu_cloud.member, offering=offering, name="8x H200 NVL")
+    assert_in_step()
+    assert search.catalog_page(None, {"q": "SXM"}).total == 0
+    assert [o.pk for o in search.catalog_page(None, {"q": "NVL"}).offerings] == [offering.pk]
+    with connection.cursor() as cursor:  # raw SQL, a NULL document, a bulk update
+        cursor.execute("UPDATE marketplace_offering SET search_vector = NULL WHERE id = %s", [offering.pk])
+    assert_in_step()
+    assert search.catalog_page(None, {"q": "NVL"}).total == 0
+    search.refresh_search_documents(Offering.objects.all())
+    assert_in_step()
+    assert search.catalog_page(None, {"q": "NVL"}).total == 1
+    AccessPoint.objects.filter(offering=other).delete()
+    Offering.objects.filter(pk=other.pk).delete()
+    assert_in_step()
+    assert search.catalog_page(None, {"q": "A100"}).total == 0
