@@ -10,12 +10,13 @@ words, word pairs (and triples with ``word_ngrams=3``) and the 3- to 5-character
 word, hashed with CRC-32 into ``2**bits`` buckets, binary, scaled to unit length. Character n-grams carry the model across
 languages and spelling tricks. A document's features are the union of its sentences', so the
 detector scores a document and each of its sentences from one pass of feature extraction.
-At run time the same bucket ids come as numpy arrays (:func:`sentence_ids`) and are summed in
+At run time the same bucket ids come as numpy arrays (:func:`sentences_ids`) and are summed in
 one gather; training keeps the pure-Python sets.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -96,50 +97,126 @@ def features(text: str, settings: Settings) -> set[int]:
 
 _EMPTY = np.empty(0, dtype=np.intp)
 SORT_LIMIT = 4_096  # up to this many ids, sorting finds the distinct ones faster than the bitmap
-_id_cache: dict[tuple[int, int, int], dict[str, tuple[np.ndarray, int, bytes]]] = {}
+_id_cache: dict[tuple[int, int, int], dict[str, tuple[np.ndarray, tuple[int, int, int, int], bytes]]] = {}
+_ADVANCE_MAX = 64  # words of up to this many bytes hash their pairs and triples in numpy, longer ones in zlib
 
 
-def sentence_ids(text: str, settings: Settings) -> np.ndarray:
-    """The bucket ids of one normalised sentence as an array, repeats included (the detector's
-    fast path; ``np.unique`` of it is exactly :func:`features`)."""
+@functools.cache
+def _advance_tables() -> np.ndarray:
+    """CRC-32 is affine in its starting value: ``crc32(data, v) == crc32(data) ^ A(v)``, where A is
+    linear over GF(2) and depends only on ``len(data)``. Row n holds A for n bytes, as four tables
+    of 256 (A of each byte of v in each of its positions), so A(v) is four lookups XORed."""
+    tables = np.zeros((_ADVANCE_MAX + 1, 4, 256), dtype=np.int64)
+    values = np.arange(256)
+    for length in range(_ADVANCE_MAX + 1):
+        zeros = bytes(length)
+        base = zlib.crc32(zeros)
+        for bit in range(32):
+            image = zlib.crc32(zeros, 1 << bit) ^ base
+            tables[length, bit // 8] ^= np.where((values >> (bit % 8)) & 1, image, 0)
+    return tables.reshape(-1)
+
+
+def _crc_continued(data_crc: np.ndarray, length: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """``crc32(data, start)`` for arrays of ``crc32(data)``, ``len(data)`` (at most _ADVANCE_MAX) and ``start``."""
+    tables = _advance_tables()
+    row = length * 1024
+    return (
+        data_crc
+        ^ tables[row + (start & 255)]
+        ^ tables[row + 256 + ((start >> 8) & 255)]
+        ^ tables[row + 512 + ((start >> 16) & 255)]
+        ^ tables[row + 768 + (start >> 24)]
+    )
+
+
+@dataclass(frozen=True)
+class SentenceIds:
+    """The bucket ids of a document's normalised sentences, repeats included (``np.unique`` of a
+    sentence's is exactly :func:`features`): the whole document's at once, a sentence's on demand."""
+
+    words: list[np.ndarray]  # each word's own ids (the word and its character n-grams), in order
+    pairs: np.ndarray  # at word j: the id of the pair (j-1, j), -1 where j starts a line
+    triples: np.ndarray  # at word j: the id of the triple (j-2, j-1, j), -1 where there is none
+    bounds: list[int]  # sentence i holds words[bounds[i]:bounds[i + 1]]
+
+    def document(self) -> np.ndarray:
+        if not self.words:
+            return _EMPTY
+        return np.concatenate([*self.words, self.pairs[self.pairs >= 0], self.triples[self.triples >= 0]])
+
+    def sentence(self, index: int) -> np.ndarray:
+        start, end = self.bounds[index], self.bounds[index + 1]
+        if start == end:
+            return _EMPTY
+        pairs, triples = self.pairs[start:end], self.triples[start:end]
+        return np.concatenate([*self.words[start:end], pairs[pairs >= 0], triples[triples >= 0]])
+
+
+def sentences_ids(sentences: Sequence[str], settings: Settings) -> SentenceIds:
+    """The bucket ids of normalised sentences (the detector's fast path; training keeps the sets
+    of :func:`features`). Word pairs and triples are hashed for the whole document in numpy:
+    a pair's "b:<first> <second>" is the CRC of "b:<first>" continued over " <second>"."""
     mask = (1 << settings.bits) - 1
     char_min, char_max = settings.char_min, settings.char_max
     cache = _id_cache.get((mask, char_min, char_max))
     if cache is None or len(cache) > WORD_CACHE_SIZE:
         cache = _id_cache[(mask, char_min, char_max)] = {}
-    crc = zlib.crc32
-    triples = settings.word_ngrams >= 3
-    parts: list[np.ndarray] = []
-    for line in text.split("\n") if "\n" in text else (text,):
-        words = _WORD.findall(line)
-        try:
-            entries = [cache[word] for word in words]
-        except KeyError:
-            entries = [cache.get(word) or _cache_word(cache, word, mask, char_min, char_max) for word in words]
-        parts += [entry[0] for entry in entries]
-        if len(entries) > 1:
-            parts.append(np.array([crc(second[2], first[1]) & mask for first, second in pairwise(entries)], np.intp))
-        if triples and len(entries) > 2:
-            parts.append(
-                np.array(
-                    [
-                        crc(c[2], crc(b[2], a[3])) & mask
-                        for a, b, c in zip(entries, entries[1:], entries[2:], strict=False)
-                    ],
-                    np.intp,
-                )
-            )
-    if not parts:
-        return _EMPTY
-    return np.concatenate(parts)
+    entries: list[tuple] = []
+    line_starts: list[int] = []
+    bounds = [0]
+    for sentence in sentences:
+        for line in sentence.split("\n") if "\n" in sentence else (sentence,):
+            line_starts.append(len(entries))
+            words = _WORD.findall(line)
+            try:
+                entries += [cache[word] for word in words]
+            except KeyError:
+                entries += [cache.get(word) or _cache_word(cache, word, mask, char_min, char_max) for word in words]
+        bounds.append(len(entries))
+    count = len(entries)
+    pairs = np.full(count, -1, dtype=np.intp)
+    triples = np.full(count, -1, dtype=np.intp)
+    if count > 1:
+        first, data, length, third = np.array([entry[1] for entry in entries], dtype=np.int64).T
+        joined = np.ones(count, dtype=np.bool_)  # word j is on the line of word j - 1
+        joined[[start for start in line_starts if start < count]] = False
+        long = length > _ADVANCE_MAX
+        clipped = np.minimum(length, _ADVANCE_MAX)
+        pair = _crc_continued(data[1:], clipped[1:], first[:-1]) & mask
+        pairs[1:][joined[1:]] = pair[joined[1:]]
+        if settings.word_ngrams >= 3 and count > 2:
+            middle = _crc_continued(data[1:-1], clipped[1:-1], third[:-2])
+            triple = _crc_continued(data[2:], clipped[2:], middle) & mask
+            both = joined[2:] & joined[1:-1]
+            triples[2:][both] = triple[both]
+        if long.any():  # words too long for the tables: zlib itself
+            crc = zlib.crc32
+            for j in np.flatnonzero(long | np.roll(long, 1)):
+                if j >= 1 and joined[j]:
+                    pairs[j] = crc(entries[j][2], entries[j - 1][1][0]) & mask
+                if j >= 2 and joined[j] and joined[j - 1] and settings.word_ngrams >= 3:
+                    inner = crc(entries[j - 1][2], entries[j - 2][1][3])
+                    triples[j] = crc(entries[j][2], inner) & mask
+    return SentenceIds([entry[0] for entry in entries], pairs, triples, bounds)
+
+
+def sentence_ids(text: str, settings: Settings) -> np.ndarray:
+    """The bucket ids of one normalised sentence as an array, repeats included."""
+    return sentences_ids([text], settings).sentence(0)
 
 
 def _cache_word(cache: dict, word: str, mask: int, char_min: int, char_max: int) -> tuple:
-    """(bucket ids, CRC of "b:<word>", " <word>" as bytes, CRC of "t:<word>") of a word: a pair hashes
-    "b:<first> <second>", the CRC of "b:<first>" continued over " <second>"; a triple likewise."""
+    """(bucket ids, (CRC of "b:<word>", CRC of " <word>", its length in bytes, CRC of "t:<word>"),
+    " <word>" as bytes) of a word."""
     crc = zlib.crc32
     ids = np.array(_word_buckets(word, mask, char_min, char_max), dtype=np.intp)
-    entry = cache[word] = (ids, crc(f"b:{word}".encode()), f" {word}".encode(), crc(f"t:{word}".encode()))
+    spaced = f" {word}".encode()
+    entry = cache[word] = (
+        ids,
+        (crc(f"b:{word}".encode()), crc(spaced), len(spaced), crc(f"t:{word}".encode())),
+        spaced,
+    )
     return entry
 
 

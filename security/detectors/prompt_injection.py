@@ -23,10 +23,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-import numpy as np
-
 from security.detectors.base import Finding, ScanInput, make_excerpt
-from security.detectors.injection_model import Model, sentence_ids, within_budget
+from security.detectors.injection_model import Model, sentences_ids, within_budget
 from security.detectors.injection_rules import Rule, match_rules
 from security.detectors.normalize import decoded_payloads, normalize_spans, segments, tag_runs
 
@@ -125,15 +123,17 @@ class PromptInjectionDetector:
     def _model_finding(self, reading: Reading, indirect: bool, threshold: float, add) -> None:
         model = self.model
         sentences = within_budget(reading.normalised)
-        per_sentence = [sentence_ids(sentence, model.settings) for sentence in sentences]
-        probability = model.probability_of_ids(model.distinct(np.concatenate(per_sentence)))
+        ids = sentences_ids(sentences, model.settings)
+        probability = model.probability_of_ids(model.distinct(ids.document()))
         whole = (reading.spans[0][0], reading.spans[-1][1])
         if probability < threshold and not (indirect and len(sentences) > 1):
             return
         best, best_span = 0.0, whole
         if len(sentences) > 1:
-            for span, sentence, ids in zip(reading.spans, sentences, per_sentence, strict=False):
-                if len(sentence) >= MIN_SENTENCE and (p := model.probability_of_ids(model.distinct(ids))) > best:
+            for index, (span, sentence) in enumerate(zip(reading.spans, sentences, strict=False)):
+                if len(sentence) < MIN_SENTENCE:
+                    continue
+                if (p := model.probability_of_ids(model.distinct(ids.sentence(index)))) > best:
                     best, best_span = p, span
         if indirect:
             # One planted instruction is diluted in a long document's score: in retrieved
