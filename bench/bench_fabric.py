@@ -4,7 +4,8 @@
 ``fabric.services.connection_request`` (what POST /api/v1/connections/ runs) and times them until
 the last one is ACTIVE, with the simulated driver at 0 ms per step and two worker processes
 (``celery -A hub worker -c 1``, started by the benchmark on the runner's database and a queue of
-its own). It then checks that nothing was done twice and that no VLAN is booked twice on a port.
+its own). It then checks that nothing was done twice and that no VLAN is booked twice on a port,
+and counts the SQL statements of one more request like the timed ones (rolled back).
 It needs PostgreSQL and a Redis broker: worker processes cannot share the runner's SQLite file
 usefully nor its filesystem-broker folder.
 
@@ -28,8 +29,9 @@ from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bench import data
@@ -321,6 +323,7 @@ def provision_1000():
     duplicates = _duplicates(org)
     retried = WorkflowStep.objects.filter(workflow__connection__organization=org, attempts__gt=1).count()
     not_active = Connection.objects.filter(organization=org).exclude(state=ConnectionState.ACTIVE).count()
+    statements = _statements_per_request(member, *pairs[0])
     return [
         Figure("wall", round(wall_s, 2), "s"),
         Figure("submit", round(submitted_s, 2), "s"),
@@ -332,7 +335,18 @@ def provision_1000():
         Figure("vlan_violations", vlan_violations()),
         Figure("not_active", not_active),
         Figure("step_retries", retried),
+        Figure("statements", statements, "per request"),
     ]
+
+
+def _statements_per_request(member, a_port, z_port) -> int:
+    """SQL statements of one more request like the timed ones, after the run and rolled back (its
+    savepoint and release stand for the BEGIN and COMMIT of a request of its own)."""
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as captured:
+            connection_request(membership=member, name="bench-count", a_port=a_port, z_port=z_port, bandwidth_mbps=100)
+        transaction.set_rollback(True)
+    return len(captured)
 
 
 # The runner has no notion of a skipped benchmark and records nothing when one fails, so on SQLite

@@ -196,21 +196,45 @@ def _lock_ports(ports) -> dict[int, Port]:
     return {port.pk: port for port in Port.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
 
 
-def _reserve_capacity(locked: dict[int, Port], demand: dict[int, int], *, requester_org_id: int) -> None:
-    for port_id, mbps in demand.items():
-        port = locked[port_id]
-        if port.committed_mbps + mbps > port.capacity_mbps:
-            if port.organization_id == requester_org_id:
+def _lock_and_reserve(demand: dict[int, int], *, requester_org_id: int) -> dict[int, Port]:
+    """Lock the ports of ``demand`` (port id -> extra Mbps) in primary-key order, so two requests
+    never deadlock, and add the extra bandwidth to each where it fits, in one statement. Returns
+    the locked ports as updated, by id; raises ``Conflict`` (the caller's transaction rolls the
+    other ports back) when a port cannot take its share.
+    """
+    table = connection_db.ops.quote_name(Port._meta.db_table)
+    fields = Port._meta.concrete_fields
+    columns = ", ".join(connection_db.ops.quote_name(f.column) for f in fields)
+    extra = "CASE id " + " ".join(["WHEN %s THEN %s"] * len(demand)) + " END"
+    extra_params = [value for item in demand.items() for value in item]
+    ids = sorted(demand)
+    lock = "ORDER BY id FOR UPDATE" if connection_db.features.has_select_for_update else ""
+    sql = f"""
+        UPDATE {table} SET committed_mbps = committed_mbps + {extra}
+        WHERE id IN (SELECT id FROM {table} WHERE id IN ({", ".join(["%s"] * len(ids))}) {lock})
+          AND committed_mbps + {extra} <= capacity_mbps
+        RETURNING {columns}
+    """  # noqa: S608 - names come from the model, every value is a parameter
+    with connection_db.cursor() as cursor:
+        cursor.execute(sql, [*extra_params, *ids, *extra_params])
+        rows = cursor.fetchall()
+    names = [f.attname for f in fields]
+    locked = {port.pk: port for port in (Port.from_db(connection_db.alias, names, row) for row in rows)}
+    if len(locked) < len(demand):
+        # A port without room was locked but left as it was: say which one (it is still locked).
+        full = Port.objects.in_bulk(set(demand) - set(locked))
+        for port_id, mbps in demand.items():
+            if port_id in locked:
+                continue
+            port = full.get(port_id)
+            if port is not None and port.organization_id != requester_org_id:
+                message = "The Z-side port cannot take this much more bandwidth. Choose less, or another port."
+            elif port is not None:
                 message = f"Port {port.name} has {port.available_mbps:,} Mbps free; this needs {mbps:,} Mbps."
             else:
-                message = "The Z-side port cannot take this much more bandwidth. Choose less, or another port."
+                raise NotFound("No such port.")
             raise Conflict(message, code="port_capacity", field="bandwidth_mbps")
-    by_amount: dict[int, list[int]] = {}
-    for port_id, mbps in demand.items():
-        by_amount.setdefault(mbps, []).append(port_id)
-        locked[port_id].committed_mbps += mbps
-    for mbps, port_ids in by_amount.items():  # usually one amount for every port: one UPDATE
-        Port.objects.filter(pk__in=port_ids).update(committed_mbps=F("committed_mbps") + mbps)
+    return locked
 
 
 def _release_capacity(connection: Connection, mbps: int) -> None:
@@ -219,39 +243,51 @@ def _release_capacity(connection: Connection, mbps: int) -> None:
         Port.objects.filter(pk=port.pk).update(committed_mbps=F("committed_mbps") - min(mbps, port.committed_mbps))
 
 
-def _pick_vlan(port: Port, vlan: int | None, *, field_name: str) -> int:
-    """``vlan`` if it is free on the (locked) port, or the lowest free tag in the automatic range."""
-    if vlan is None:
-        low, high = settings.FABRIC_VLAN_AUTO_RANGE
-        vlan = _lowest_free_vlan(port, low, high)
+def _pick_vlans(picks: list[tuple[Port, int | None, str]]) -> list[int]:
+    """The tag for each ``(locked port, wanted tag or None, field name)``: the wanted tag if it is
+    free on the port, or the lowest free tag in the automatic range (one query for all of them)."""
+    low, high = settings.FABRIC_VLAN_AUTO_RANGE
+    lowest = _lowest_free_vlans([port for port, vlan, _ in picks if vlan is None], low, high)
+    tags = []
+    for port, vlan, field_name in picks:
         if vlan is None:
-            raise Conflict(f"Port {port.name} has no free VLAN left.", code="vlan_exhausted", field=field_name)
-    elif not 2 <= vlan <= 4094:
-        raise DomainError("A VLAN tag is between 2 and 4094.", field=field_name)
-    elif VlanAssignment.objects.filter(port=port, vlan=vlan).exists():
-        raise Conflict(f"VLAN {vlan} is already in use on port {port.name}.", code="vlan_in_use", field=field_name)
-    return vlan
+            vlan = lowest[port.pk]
+            if vlan is None:
+                raise Conflict(f"Port {port.name} has no free VLAN left.", code="vlan_exhausted", field=field_name)
+        elif not 2 <= vlan <= 4094:
+            raise DomainError("A VLAN tag is between 2 and 4094.", field=field_name)
+        elif VlanAssignment.objects.filter(port=port, vlan=vlan).exists():
+            raise Conflict(f"VLAN {vlan} is already in use on port {port.name}.", code="vlan_in_use", field=field_name)
+        tags.append(vlan)
+    return tags
 
 
-def _lowest_free_vlan(port: Port, low: int, high: int) -> int | None:
-    """The lowest tag in ``low..high`` not assigned on ``port``, in one query on the (port, vlan) index.
+def _lowest_free_vlans(ports: list[Port], low: int, high: int) -> dict[int, int | None]:
+    """The lowest tag in ``low..high`` not assigned on each of ``ports`` (None when the range is
+    full), in one query on the (port, vlan) index.
 
-    The answer is ``low`` or one above an assigned tag, so only those candidates are probed: the
-    cost follows the tags in use, not the 4,000-tag range, and no tag list is read into Python.
+    A port's answer is ``low`` or one above an assigned tag, so only those candidates are probed:
+    the cost follows the tags in use, not the 4,000-tag range, and no tag list is read into Python.
     """
+    if not ports:
+        return {}
+    ids = [port.pk for port in ports]
     table = connection_db.ops.quote_name(VlanAssignment._meta.db_table)
+    port_table = connection_db.ops.quote_name(Port._meta.db_table)
     sql = f"""
-        SELECT MIN(candidate) FROM (
-            SELECT %s AS candidate
-            UNION ALL
-            SELECT vlan + 1 FROM {table} WHERE port_id = %s AND vlan >= %s AND vlan < %s
-        ) candidates
-        WHERE NOT EXISTS (SELECT 1 FROM {table} taken WHERE taken.port_id = %s AND taken.vlan = candidate)
-    """  # noqa: S608 - the table name comes from the model, every value is a parameter
+        SELECT port.id, (
+            SELECT MIN(candidate) FROM (
+                SELECT %s AS candidate
+                UNION ALL
+                SELECT vlan + 1 FROM {table} WHERE port_id = port.id AND vlan >= %s AND vlan < %s
+            ) candidates
+            WHERE NOT EXISTS (SELECT 1 FROM {table} taken WHERE taken.port_id = port.id AND taken.vlan = candidate)
+        )
+        FROM {port_table} port WHERE port.id IN ({", ".join(["%s"] * len(ids))})
+    """  # noqa: S608 - the table names come from the models, every value is a parameter
     with connection_db.cursor() as cursor:
-        cursor.execute(sql, [low, port.pk, low, high, port.pk])
-        (tag,) = cursor.fetchone()
-    return tag
+        cursor.execute(sql, [low, low, high, *ids])
+        return dict(cursor.fetchall())
 
 
 def _book_vlans(connection: Connection, bookings: list[tuple[Port, int | None, str]]) -> None:
@@ -335,6 +371,13 @@ def connectable_z_ports(org):
     )
 
 
+def _connectable(port: Port, org) -> bool:
+    """``connectable_z_ports``' rule for one port already loaded (no query for an own port)."""
+    return port.state == PortState.ACTIVE and (
+        port.organization_id == org.pk or port.organization.kind == OrganizationKind.PROVIDER
+    )
+
+
 def connection_request(
     *,
     membership: Membership,
@@ -400,13 +443,7 @@ def _connection_request(
         prefix = "" if index == 0 else "secondary."
         if spec.a_port.organization_id != org.pk:
             raise NotFound("No such A-side port.", field=f"{prefix}a_port")
-        if spec.a_port.state != PortState.ACTIVE:
-            raise Conflict(
-                f"Port {spec.a_port.name} is {spec.a_port.get_state_display().lower()}, not active.",
-                field=f"{prefix}a_port",
-            )
-        if not connectable_z_ports(org).filter(pk=spec.z_port.pk).exists():
-            raise NotFound("No such Z-side port.", field=f"{prefix}z_port")
+        _require_active_sides(spec.a_port, spec.z_port, org=org, prefix=prefix)
         if spec.a_port.pk == spec.z_port.pk:
             raise DomainError("The A and Z sides must be different ports.", field=f"{prefix}z_port")
         if index == 0:
@@ -461,16 +498,31 @@ def _connection_request(
     return plan
 
 
+def _require_active_sides(a_port: Port, z_port: Port, *, org, prefix: str) -> None:
+    """The A side must be an active port and the Z side one ``org`` may connect to."""
+    if a_port.state != PortState.ACTIVE:
+        raise Conflict(
+            f"Port {a_port.name} is {a_port.get_state_display().lower()}, not active.", field=f"{prefix}a_port"
+        )
+    if not _connectable(z_port, org):
+        raise NotFound("No such Z-side port.", field=f"{prefix}z_port")
+
+
 def _reserve_and_create(
     plan: ConnectionPlan, *, membership, name, specs, bandwidth_mbps, purchase_order, z_auto_approve=False
 ) -> None:
     org, user = membership.organization, membership.user
-    locked = _lock_ports([p for spec in specs for p in (spec.a_port, spec.z_port)])
     demand: dict[int, int] = {}
     for spec in specs:
         for port in (spec.a_port, spec.z_port):
             demand[port.pk] = demand.get(port.pk, 0) + bandwidth_mbps
-    _reserve_capacity(locked, demand, requester_org_id=org.pk)
+    locked = _lock_and_reserve(demand, requester_org_id=org.pk)
+    for index, spec in enumerate(specs):
+        # Checked again on the locked rows: a port may have left ACTIVE since the caller read it.
+        a_port, z_port = locked[spec.a_port.pk], locked[spec.z_port.pk]
+        # A port's owner never changes: the one the first check loaded serves (no query).
+        z_port.organization = org if z_port.organization_id == org.pk else spec.z_port.organization
+        _require_active_sides(a_port, z_port, org=org, prefix="" if index == 0 else "secondary.")
     group = uuid.uuid4() if len(specs) == 2 else None
     notes = "; ".join(v.message for v in plan.violations)
     requested = f"Requested {bandwidth_mbps:,} Mbps. {notes}".strip()
@@ -479,7 +531,6 @@ def _reserve_and_create(
     for index, spec in enumerate(specs):
         prefix = "" if index == 0 else "secondary."
         a_port, z_port = locked[spec.a_port.pk], locked[spec.z_port.pk]
-        a_vlan = _pick_vlan(a_port, spec.a_vlan, field_name=f"{prefix}a_vlan")
         steps = [_Step(ConnectionState.PENDING_APPROVAL, requested, user)]
         own = z_port.organization_id == org.pk
         if not held_by_requester and (own or z_port.auto_approve or z_auto_approve):
@@ -490,6 +541,11 @@ def _reserve_and_create(
             else:
                 message = "Approved in advance by the Z side's owner."
             steps += _approval_steps(message, actor=None)
+        # The Z side's tag is picked now only when no one has to approve (the approver may choose it).
+        if len(steps) > 1:
+            a_vlan, z_vlan = _pick_vlans([(a_port, spec.a_vlan, f"{prefix}a_vlan"), (z_port, None, "z_vlan")])
+        else:
+            [a_vlan], z_vlan = _pick_vlans([(a_port, spec.a_vlan, f"{prefix}a_vlan")]), None
         # Written once in its final state: the timeline below records every step it went through.
         connection = Connection.objects.create(
             organization=org,
@@ -497,7 +553,7 @@ def _reserve_and_create(
             a_port=spec.a_port,
             a_vlan=a_vlan,
             z_port=spec.z_port,
-            z_vlan=_pick_vlan(z_port, None, field_name="z_vlan") if len(steps) > 1 else None,
+            z_vlan=z_vlan,
             bandwidth_mbps=bandwidth_mbps,
             redundancy_group=group,
             priority=spec.priority,
@@ -525,7 +581,7 @@ def _approval_steps(message: str, *, actor) -> list["_Step"]:
 
 
 def _approve(connection: Connection, *, z_port: Port, z_vlan: int | None, actor, message: str) -> None:
-    connection.z_vlan = _pick_vlan(z_port, z_vlan, field_name="z_vlan")
+    [connection.z_vlan] = _pick_vlans([(z_port, z_vlan, "z_vlan")])
     _book_vlans(connection, [(z_port, connection.z_vlan, "z_vlan")])
     _record_steps(
         connection, _approval_steps(message, actor=actor), from_state=connection.state, update_fields=["z_vlan"]
@@ -676,11 +732,8 @@ def _connection_modify_bandwidth(*, membership: Membership, connection: Connecti
         violations = run_guards(guard_request)
         if any(v.severity == Severity.BLOCK for v in violations):
             raise PolicyViolation(violations, request=guard_request)
-        locked = _lock_ports([connection.a_port, connection.z_port])
-        _reserve_capacity(
-            locked,
-            {connection.a_port_id: added, connection.z_port_id: added},
-            requester_org_id=membership.organization_id,
+        _lock_and_reserve(
+            {connection.a_port_id: added, connection.z_port_id: added}, requester_org_id=membership.organization_id
         )
     connection.requested_bandwidth_mbps = bandwidth_mbps
     connection.save(update_fields=["requested_bandwidth_mbps", "updated_at"])

@@ -4,11 +4,13 @@ redundant pairs, dry runs, guards, who may see and do what, quotes, idempotency 
 from decimal import Decimal
 
 import pytest
+from django.db import connection as db_connection
 
 from fabric.choices import ConnectionState, PendingOn, Priority, StepStatus, WorkflowKind, WorkflowStatus
 from fabric.guards import Severity, Violation
 from fabric.models import Connection, ConnectionEvent, Port, VlanAssignment, Workflow
 from fabric.services import (
+    ConnectionSpec,
     connection_approve,
     connection_cancel,
     connection_deprovision,
@@ -18,6 +20,7 @@ from fabric.services import (
     connection_retry,
 )
 from fabric.tasks import run_workflow
+from fabric.workflows import STEPS
 from hub.choices import Role
 from hub.errors import Conflict, DomainError, NotFound, PermissionDenied
 from hub.models import AuditEvent, IdempotencyRecord
@@ -141,6 +144,54 @@ def test_own_to_own_goes_straight_to_active(acme, django_capture_on_commit_callb
         .values_list("action", flat=True)
     )
     assert actions == ["connection.request", "connection.approved", "connection.provisioning", "connection.active"]
+
+
+def test_an_own_to_own_request_takes_a_bounded_number_of_statements(acme, django_assert_max_num_queries):
+    """Two guards, the ports' lock and reservation (one UPDATE), both tags (one query), the
+    connection, its tags, timeline, audit entries, the webhook look-up and the workflow with its
+    steps (one statement on PostgreSQL): 12 with the test's savepoint pair. The Z side's check
+    reads the ports the request already holds."""
+    _request(acme.member, acme.fra, acme.ams)  # warm: the first request loads what every request shares
+    with django_assert_max_num_queries(12 if db_connection.vendor == "postgresql" else 13):
+        connection = _request(acme.member, acme.fra, acme.ams, name="second")
+    assert (connection.state, connection.a_vlan, connection.z_vlan) == (S.PROVISIONING, 101, 101)
+    assert list(connection.workflows.get().steps.values_list("position", "name", "status", "attempts")) == [
+        (position, name, StepStatus.PENDING, 0)
+        for position, name in enumerate(STEPS[WorkflowKind.CONNECTION_PROVISION], 1)
+    ]
+
+
+def test_a_port_that_left_active_after_it_was_read_is_refused_under_the_lock(acme):
+    """The request's ports may be stale: the locked rows decide, and nothing is written."""
+    a_port, z_port = Port.objects.get(pk=acme.fra.pk), Port.objects.get(pk=acme.ams.pk)
+    Port.objects.filter(pk=acme.ams.pk).update(state="DECOMMISSIONING")
+    with pytest.raises(NotFound) as excinfo:
+        _request(acme.member, a_port, z_port)
+    assert excinfo.value.field == "z_port"
+    Port.objects.filter(pk=acme.ams.pk).update(state="ACTIVE")
+    Port.objects.filter(pk=acme.fra.pk).update(state="DECOMMISSIONING")
+    with pytest.raises(Conflict, match="not active") as excinfo:
+        _request(acme.member, a_port, z_port)
+    assert excinfo.value.field == "a_port"
+    assert Connection.objects.count() == 0
+    assert _committed(acme.fra, acme.ams) == [0, 0]
+    assert not VlanAssignment.objects.exists()
+
+
+def test_a_redundant_pair_to_one_own_port_gets_two_tags_on_it(acme):
+    plan = connection_request(
+        membership=acme.member,
+        name="pair",
+        a_port=acme.fra,
+        z_port=acme.ams,
+        bandwidth_mbps=100,
+        a_vlan=100,
+        secondary=ConnectionSpec(a_port=acme.fra10, z_port=acme.ams),
+    )
+    primary, secondary = plan.connections
+    assert (primary.a_vlan, primary.z_vlan, secondary.a_vlan, secondary.z_vlan) == (100, 100, 100, 101)
+    assert _vlans(acme.ams) == {100, 101}
+    assert _committed(acme.fra, acme.fra10, acme.ams) == [100, 100, 200]
 
 
 def test_provider_approval_over_the_api(acme, cloud, token_client, django_capture_on_commit_callbacks):
