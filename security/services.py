@@ -798,16 +798,36 @@ def scan_batch(*, membership: Membership, requests: list[ScanRequest], batch: bo
             org=org, membership=membership, request=request, profile=profile, total=total, batch_id=batch_id
         )
         scans.append(scan)
-    if len(scans) == 1:
-        scans[0].save()
-    else:
-        scans = Scan.objects.bulk_create(scans)
+    _insert_scans(scans)
     # Dashboard rollups: a no-op unless the batch began in an hour that has ended since.
     rollups.mark_dirty(org.pk, {scan.created_at for scan in scans})
     for scan in scans:
         if scan.action != ScanAction.ALLOW:
             _raise_scan_alerts(scan)
     return scans
+
+
+_SCAN_FIELDS = [field for field in Scan._meta.concrete_fields if not field.primary_key]
+
+
+def _insert_scans(scans: list[Scan]) -> None:
+    """Store new scans in one ``INSERT ... RETURNING id``: what ``bulk_create`` does, written out
+    because the ORM takes longer to build the statement than the database to run it."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(_SCAN_FIELDS)) + ")"
+    sql = (
+        f"INSERT INTO {quote(Scan._meta.db_table)} ({', '.join(quote(field.column) for field in _SCAN_FIELDS)}) "  # noqa: S608 - names from the model, every value is a parameter
+        f"VALUES {', '.join([row] * len(scans))} RETURNING {quote(Scan._meta.pk.column)}"
+    )
+    params = [
+        field.get_db_prep_save(field.pre_save(scan, True), connection) for scan in scans for field in _SCAN_FIELDS
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for scan, (pk,) in zip(scans, cursor.fetchall(), strict=True):
+            scan.pk = pk
+            scan._state.adding, scan._state.db = False, connection.alias
 
 
 def scan_purge(*, older_than_days: int | None = None, batch_size: int = 5000) -> int:

@@ -226,3 +226,23 @@ def test_concurrent_scans_of_one_problem_count_on_one_alert(member_factory):
         ("prompt_injection", racers * rounds, link.pk),
         ("sensitive_data", racers * rounds, link.pk),
     ]
+
+
+def test_stored_scans_read_back_as_they_were_built(analyst):
+    single = _scan(analyst, MANY)
+    batch = services.scan_batch(
+        membership=analyst,
+        requests=[
+            services.ScanRequest(contents=[services.ScanContent(kind="context", text=text)], agent=f"agent-{n}")
+            for n, text in enumerate([ATTACK, "What is the capital of Spain?", MANY])
+        ],
+    )
+    for scan in [single, *batch]:
+        stored = Scan.objects.get(pk=scan.pk)
+        for field in Scan._meta.concrete_fields:
+            assert getattr(stored, field.attname) == getattr(scan, field.attname), field.name
+    assert [scan.agent for scan in Scan.objects.filter(batch_id=batch[0].batch_id).order_by("pk")] == [
+        "agent-0",
+        "agent-1",
+        "agent-2",
+    ]
