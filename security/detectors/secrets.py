@@ -281,8 +281,12 @@ def _assigned(text: str) -> Iterator[tuple[int, int, str, str, str, float]]:
         )
 
 
+# Every match of _PUBLIC_BLOCK holds one of these: a text without any has no public block.
+_PUBLIC_NEEDLES = ("-----BEGIN ", "ssh-", "ecdsa-sha2-nistp", "sha1-", "sha256-", "sha384-", "sha512-")
+
+
 def _high_entropy(text: str) -> Iterator[tuple[int, int, str, str, str, float]]:
-    public = [m.span() for m in _PUBLIC_BLOCK.finditer(text)]
+    public = [m.span() for m in _PUBLIC_BLOCK.finditer(text)] if any(n in text for n in _PUBLIC_NEEDLES) else []
     for match in _CANDIDATE.finditer(text):
         if any(start <= match.start() < end for start, end in public):
             continue
