@@ -41,7 +41,6 @@ from django.db.models import (
     FloatField,
     IntegerField,
     OuterRef,
-    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -690,18 +689,22 @@ def catalog_page(org, data, *, page_size: int = PAGE_SIZE) -> CatalogPage:
         .filter(pk__in=ids)
         .defer("search_vector")  # the page never shows it, and it is the widest column
         .select_related("provider")
-        .prefetch_related(
-            Prefetch("access_points", AccessPoint.objects.select_related("port__metro").order_by("port__metro__code"))
-        )
         if ids
         else []
     )
     by_id = {offering.pk: offering for offering in rows}
     offerings = [by_id[pk] for pk in ids if pk in by_id]
+    # Where each is reachable, as plain values: the page shows metro codes and the nearest latency, and
+    # an access point, its port and its metro as model instances cost more CPU than the rest of the page.
+    reach: dict[int, list[tuple[int, str]]] = {pk: [] for pk in by_id}
+    if by_id:
+        points = AccessPoint.objects.filter(offering_id__in=by_id).order_by()
+        for offering_id, metro_id, code in points.values_list("offering_id", "port__metro_id", "port__metro__code"):
+            reach[offering_id].append((metro_id, code))
     for offering in offerings:
-        offering.metro_codes = sorted({ap.port.metro.code for ap in offering.access_points.all()})
-        reach = [latencies[ap.port.metro_id] for ap in offering.access_points.all()] if latencies else []
-        offering.nearest_ms = min(reach) if reach else None
+        offering.metro_codes = sorted({code for _, code in reach[offering.pk]})
+        ms = [latencies[metro_id] for metro_id, _ in reach[offering.pk]] if latencies else []
+        offering.nearest_ms = min(ms) if ms else None
     return CatalogPage(query, errors, offerings, facets, total, query.page, num_pages, mine, from_metro)
 
 
