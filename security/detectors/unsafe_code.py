@@ -103,6 +103,9 @@ def _statement_like(text: str, match: re.Match[str]) -> bool:
     return tail.startswith(";") or bool(re.match(r"(?i)(?:DROP\s+\w+\s+|TRUNCATE\s+TABLE\s+)", match.group()))
 
 
+_SQL_WORDS = ("drop", "truncate", "delete", "update")
+
+
 def _sql_statements(text: str) -> list[tuple[int, int, str]]:
     found = []
     for pattern, rule in ((_SQL_DROP, "DROP/TRUNCATE statement"), (_SQL_DELETE, "DELETE without WHERE")):
@@ -139,7 +142,9 @@ class UnsafeCodeDetector:
                         make_excerpt(text, match.start(), match.end()),
                     )
                 )
-        if re.search(r"(?i)\b(?:drop|truncate|delete|update)\b", text):
+        # An ASCII text's lower case shows the keywords exactly; others take the case-insensitive search.
+        sql_words = any(word in lowered for word in _SQL_WORDS) if text.isascii() else True
+        if sql_words and re.search(r"(?i)\b(?:drop|truncate|delete|update)\b", text):
             for start, end, rule in _sql_statements(text):
                 findings.append(
                     Finding(

@@ -121,8 +121,17 @@ class UrlDetector:
                     Finding(NAME, category, severity, score, start, end, rule, make_excerpt(text, start, end))
                 )
 
+        # An ASCII text's lower case shows exactly whether a case-insensitive pattern's literal is
+        # there (others may hide one behind a case-folding look-alike: they take the full search).
+        lowered = text.lower() if text.isascii() else None
+
+        def holds(literal: str) -> bool:
+            return lowered is None or literal in lowered
+
         images: set[int] = set()
-        for pattern in (_MD_IMAGE, _MD_IMAGE_REF, _HTML_IMAGE):
+        for pattern, literal in ((_MD_IMAGE, "!["), (_MD_IMAGE_REF, "]:"), (_HTML_IMAGE, "<img")):
+            if not holds(literal):
+                continue
             for match in pattern.finditer(text):
                 url = match.group(1)
                 images.add(match.start(1))
@@ -149,11 +158,11 @@ class UrlDetector:
                 if reason := lookalike_reason(host):
                     add(start, end, "url.lookalike", "HIGH", 0.85, reason)
 
-        for match in _DATA_URI.finditer(text):
+        for match in _DATA_URI.finditer(text) if holds("data:") else ():
             mime = (match.group(1) or "").lower()
             severity = "HIGH" if mime.startswith(_DANGEROUS_DATA) else "MEDIUM"
             add(match.start(), match.end(), "url.data_uri", severity, 0.8, f"data: URI ({mime or 'no type'})")
-        for match in _JS_URI.finditer(text):
+        for match in _JS_URI.finditer(text) if holds("javascript:") else ():
             add(match.start(), match.end(), "url.data_uri", "HIGH", 0.85, "javascript: URL")
         findings.sort(key=lambda f: (f.start, f.category))
         return findings
