@@ -31,6 +31,7 @@ from fabric.choices import (
     can_transition,
 )
 from fabric.guards import GuardRequest, Severity, Violation, report_denied, run_guards
+from fabric.inserts import insert_together
 from fabric.models import Connection, ConnectionEvent, Metro, Port, VlanAssignment, Workflow
 from fabric.workflows import workflow_start
 from hub.choices import OrganizationKind, Role
@@ -837,7 +838,8 @@ def _record_steps(
     """Move the (locked) connection through ``steps`` and record each on its timeline.
 
     One UPDATE (none for a connection just created in its final state, ``from_state=""``), the
-    events in one INSERT, one announcement per organization and the audit entries in one INSERT.
+    events and the audit entries in one INSERT statement (``insert_together``), one announcement
+    per organization.
     Every step goes to webhooks; people are notified only when the last state waits for someone
     or is final, and the fabric's own intermediate steps are audited the same way as before.
     """
@@ -870,9 +872,7 @@ def _record_steps(
     if from_state:
         connection.state, connection.pending_on = state, pending_on or PENDING_ON[state]
         connection.save(update_fields=["state", "pending_on", "updated_at", *update_fields])
-    ConnectionEvent.objects.bulk_create(events)
-    if entries:
-        AuditEvent.objects.bulk_create(entries)
+    insert_together([events, entries])
     _announce_connection(connection, events)
 
 

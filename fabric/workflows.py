@@ -15,16 +15,15 @@ re-enqueues workflows that stalled (a lost message, a dead worker).
 import logging
 import random
 from datetime import timedelta
-from functools import cache
 
 from django.conf import settings
-from django.db import connection as connection_db
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from fabric.choices import StepStatus, WorkflowKind, WorkflowStatus
 from fabric.drivers import DriverError, TransientDriverError, get_driver
+from fabric.inserts import insert_with_children
 from fabric.models import Workflow, WorkflowStep
 
 logger = logging.getLogger(__name__)
@@ -45,53 +44,10 @@ def workflow_start(*, kind: str, port=None, connection=None) -> Workflow:
 
     workflow = Workflow(kind=kind, port=port, connection=connection)
     steps = [WorkflowStep(workflow=workflow, position=index, name=name) for index, name in enumerate(STEPS[kind], 1)]
-    if connection_db.vendor == "postgresql":
-        _insert_with_steps(workflow, steps)
-    else:
-        workflow.save()
-        WorkflowStep.objects.bulk_create(steps)
+    insert_with_children(workflow, steps, fk="workflow")
     # A broker outage must not fail the request: the workflow is recorded and the sweeper enqueues it.
     transaction.on_commit(lambda: run_workflow.delay(workflow.pk), robust=True)
     return workflow
-
-
-def _insert_with_steps(workflow: Workflow, steps: list[WorkflowStep]) -> None:
-    """PostgreSQL: the workflow and its steps in one statement (a data-modifying WITH), where
-    the ORM needs two (the steps wait for the workflow's id)."""
-    sql, workflow_fields, step_fields = _insert_with_steps_sql(len(steps))
-
-    def values(obj, fields):
-        return [f.get_db_prep_save(f.pre_save(obj, add=True), connection_db) for f in fields]
-
-    params = values(workflow, workflow_fields) + [value for step in steps for value in values(step, step_fields)]
-    with connection_db.cursor() as cursor:
-        cursor.execute(sql, params)
-        workflow.pk = cursor.fetchone()[0]
-    workflow._state.adding, workflow._state.db = False, connection_db.alias
-
-
-@cache
-def _insert_with_steps_sql(step_count: int) -> tuple[str, list, list]:
-    """The statement for a workflow of ``step_count`` steps and the fields whose values it takes."""
-    quote = connection_db.ops.quote_name
-
-    def columns(model, exclude=()):
-        fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in exclude]
-        names = ", ".join(quote(f.column) for f in fields)
-        row = "(" + ", ".join(f"%s::{f.cast_db_type(connection_db)}" for f in fields) + ")"
-        return fields, names, row
-
-    workflow_fields, workflow_columns, workflow_row = columns(Workflow)
-    step_fields, step_columns, step_row = columns(WorkflowStep, exclude=("workflow",))
-    sql = f"""
-        WITH workflow AS (
-            INSERT INTO {quote(Workflow._meta.db_table)} ({workflow_columns}) VALUES {workflow_row} RETURNING id
-        )
-        INSERT INTO {quote(WorkflowStep._meta.db_table)} ({quote("workflow_id")}, {step_columns})
-        SELECT workflow.id, step.* FROM workflow CROSS JOIN (VALUES {", ".join([step_row] * step_count)}) AS step
-        RETURNING workflow_id
-    """  # noqa: S608 - names come from the models, every value is a parameter
-    return sql, workflow_fields, step_fields
 
 
 def backoff_seconds(attempts: int) -> float:

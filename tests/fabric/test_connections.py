@@ -148,11 +148,11 @@ def test_own_to_own_goes_straight_to_active(acme, django_capture_on_commit_callb
 
 def test_an_own_to_own_request_takes_a_bounded_number_of_statements(acme, django_assert_max_num_queries):
     """Two guards, the ports' lock and reservation (one UPDATE), both tags (one query), the
-    connection, its tags, timeline, audit entries, the webhook look-up and the workflow with its
-    steps (one statement on PostgreSQL): 12 with the test's savepoint pair. The Z side's check
-    reads the ports the request already holds."""
+    connection, its tags, its timeline with the audit entries and the workflow with its steps
+    (one statement each on PostgreSQL), the webhook look-up: 11 with the test's savepoint pair.
+    The Z side's check reads the ports the request already holds."""
     _request(acme.member, acme.fra, acme.ams)  # warm: the first request loads what every request shares
-    with django_assert_max_num_queries(12 if db_connection.vendor == "postgresql" else 13):
+    with django_assert_max_num_queries(11 if db_connection.vendor == "postgresql" else 13):
         connection = _request(acme.member, acme.fra, acme.ams, name="second")
     assert (connection.state, connection.a_vlan, connection.z_vlan) == (S.PROVISIONING, 101, 101)
     assert list(connection.workflows.get().steps.values_list("position", "name", "status", "attempts")) == [
