@@ -342,11 +342,16 @@ def _advance_quiet(states, *, until: datetime, keep_from: datetime) -> int:
         )
 
 
+def ended_hours(moments: Iterable[datetime]) -> list[datetime]:
+    """The hours of ``moments`` that have ended (the ones a rollup may hold), in order."""
+    current = floor_hour(timezone.now())
+    return sorted({hour for moment in moments if (hour := floor_hour(moment)) < current})
+
+
 def mark_dirty(organization_id: int, moments: Iterable[datetime]) -> None:
     """Say that raw rows of the hours of ``moments`` changed after the hours may have been rolled
     up. Call it in the transaction of the change. The current hour is never rolled up: skipped."""
-    current = floor_hour(timezone.now())
-    hours = sorted({floor_hour(moment) for moment in moments if floor_hour(moment) < current})
+    hours = ended_hours(moments)
     if not hours:
         return
     marked_at = timezone.now()

@@ -246,3 +246,28 @@ def test_stored_scans_read_back_as_they_were_built(analyst):
         "agent-1",
         "agent-2",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_clean_scan_is_one_statement_and_a_flagged_scan_one_transaction(member_factory, monkeypatch):
+    analyst = member_factory(Role.SECURITY_ANALYST)
+    _scan(analyst, "What is the capital of France?")  # creates the default profile
+    _scan(analyst, "What is the capital of Italy?")  # reads it into the cache
+    with CaptureQueriesContext(connection) as captured:
+        _scan(analyst, "What is the capital of Spain?")
+    assert [q["sql"].split()[0] for q in captured.captured_queries] == ["INSERT"]  # no BEGIN or COMMIT
+
+    with CaptureQueriesContext(connection) as captured:
+        _scan(analyst, ATTACK)
+    statements = [q["sql"].split()[0] for q in captured.captured_queries]
+    assert statements[-1] == "COMMIT"
+    assert "INSERT" in statements
+
+    def broken(**kwargs):
+        raise RuntimeError("the alerts could not be written")
+
+    monkeypatch.setattr(services, "_alert_upsert", broken)
+    scans = Scan.objects.count()
+    with pytest.raises(RuntimeError):
+        _scan(analyst, ATTACK)
+    assert Scan.objects.count() == scans  # the scan went with its alerts: nothing stored half-way
