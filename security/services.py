@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
@@ -274,36 +273,21 @@ def _make_default(profile: ScanProfile) -> None:
     profiles_changed(profile.organization_id)
 
 
-# The profiles a scan reads, kept in this process per organization under a token in the shared
-# cache: every write of a profile (the services, the admin, a cascade; saves and deletes through the
-# signals below, the one queryset update in _make_default) replaces the organization's token once
-# its transaction commits, so every process reads the profiles again. A token that is missing (a
-# cleared cache) is replaced too. The cached instances are shared: read them, never change them.
-_PROFILE_CACHE: dict[int, tuple[str, dict[str, ScanProfile]]] = {}
+# The profiles a scan reads, kept in this process per organization by the name asked for ("" for
+# the default). A scan's INSERT checks that the profile it used is still the one that name resolves
+# to, unchanged (same id and ``updated_at``, which every save sets; still the default or still so
+# named): a write in any process is seen by the next scan, and a scan whose profile changed reads
+# the profiles again and scans again (scan_batch). Writes in this process forget the organization's
+# entries at once (the signals below, _make_default). The cached instances are shared: read them,
+# never change them.
+_PROFILE_CACHE: dict[int, dict[str, ScanProfile]] = {}
 _PROFILE_CACHE_MAX_ORGS = 10_000
 
 
-def _profiles_key(org_id: int) -> str:
-    return f"security:scan-profiles:{org_id}"
-
-
-def _token_get(key: str) -> str | None:
-    return cache.get(key)
-
-
-def _token_set(key: str, token: str, *, only_new: bool = False) -> bool:
-    if only_new:
-        return cache.add(key, token, timeout=None)
-    cache.set(key, token, timeout=None)
-    return True
-
-
 def profiles_changed(org_id: int) -> None:
-    """Forget the organization's cached profiles, now and again when the write commits (so a
-    reader cannot keep what it read before the commit)."""
+    """Forget the organization's cached profiles, now and again when the write commits."""
 
     def forget():
-        _token_set(_profiles_key(org_id), uuid.uuid4().hex)
         _PROFILE_CACHE.pop(org_id, None)
 
     forget()
@@ -318,30 +302,19 @@ post_save.connect(_profile_changed, sender=ScanProfile, dispatch_uid="security.s
 post_delete.connect(_profile_changed, sender=ScanProfile, dispatch_uid="security.scan_profile_deleted")
 
 
-def _profiles_token(org_id: int) -> str:
-    key = _profiles_key(org_id)
-    token = _token_get(key)
-    if token is None:
-        token = uuid.uuid4().hex
-        if not _token_set(key, token, only_new=True):
-            token = _token_get(key) or token
-    return token
-
-
 def _cached_profile(org: Organization, name: str, read) -> ScanProfile:
     """The profile ``read()`` returns (``name`` "" is the default one), from this process's cache
-    when the organization's profiles have not changed since."""
-    token = _profiles_token(org.pk)
+    when it holds it (the scan's INSERT checks it is still current)."""
     entry = _PROFILE_CACHE.get(org.pk)
-    if entry is None or entry[0] != token:
+    if entry is None:
         if len(_PROFILE_CACHE) >= _PROFILE_CACHE_MAX_ORGS:
             _PROFILE_CACHE.clear()
-        entry = _PROFILE_CACHE[org.pk] = (token, {})
-    profile = entry[1].get(name)
+        entry = _PROFILE_CACHE[org.pk] = {}
+    profile = entry.get(name)
     if profile is None:
         profile = read()
         if profile is not None and profile.organization_id == org.pk:
-            entry[1][name] = profile
+            entry[name] = profile
     return profile
 
 
@@ -425,11 +398,18 @@ def profile_delete(*, membership: Membership, profile: ScanProfile) -> None:
     profile.delete()
 
 
-def profile_resolve(*, org: Organization, name: str | None, field_name: str = "profile") -> ScanProfile:
-    """The profile a scan asks for by name, or the default one when it names none."""
-    if not name:
-        return _cached_profile(org, "", lambda: profile_default(org=org))
-    profile = _cached_profile(org, name, lambda: ScanProfile.objects.for_org(org).filter(name=name).first())
+def profile_resolve(
+    *, org: Organization, name: str | None, field_name: str = "profile", cached: bool = True
+) -> ScanProfile:
+    """The profile a scan asks for by name, or the default one when it names none. ``cached``:
+    from this process's cache (a scan's INSERT checks that it is still current)."""
+
+    def read():
+        if not name:
+            return profile_default(org=org)
+        return ScanProfile.objects.for_org(org).filter(name=name).first()
+
+    profile = _cached_profile(org, name or "", read) if cached else read()
     if profile is None:
         known = ", ".join(ScanProfile.objects.for_org(org).values_list("name", flat=True)) or "none yet"
         raise NotFound(f"No scan profile named {name!r}. Your profiles: {known}.", field=field_name)
@@ -786,27 +766,46 @@ def scan_batch(*, membership: Membership, requests: list[ScanRequest], batch: bo
     limit = settings.SECURITY_SCAN_MAX_BATCH
     if not 1 <= len(requests) <= limit:
         raise DomainError(f"A batch holds 1 to {limit} scans; this one has {len(requests)}.", field="items")
+    # One scan uses the cached profile, which its INSERT checks; a batch reads each of its profiles.
+    cached = len(requests) == 1
+    read: dict[str, ScanProfile] = {}
     prepared = []
     for index, request in enumerate(requests):
         prefix = f"items.{index}." if batch else ""
         total = scan_validate(request, prefix=prefix)
         _check_connection(org, request, prefix=prefix)
-        profile = profile_resolve(org=org, name=request.profile, field_name=f"{prefix}profile")
-        prepared.append((request, profile, total))
+        name = request.profile or ""
+        if name not in read:
+            read[name] = profile_resolve(org=org, name=name, field_name=f"{prefix}profile", cached=cached)
+        prepared.append((request, read[name], total, prefix))
     batch_id = uuid.uuid4() if batch else None
-    scans = []
-    for request, profile, total in prepared:
-        scan = scan_build(
-            org=org, membership=membership, request=request, profile=profile, total=total, batch_id=batch_id
-        )
-        scans.append(scan)
+    scans = _store_scans(org, membership, prepared, batch_id, check=cached)
+    if scans is None:
+        # The cached profile changed since this process read it: read it again and scan again.
+        profiles_changed(org.pk)
+        prepared = [
+            (request, profile_resolve(org=org, name=request.profile, field_name=f"{prefix}profile"), total, prefix)
+            for request, _, total, prefix in prepared
+        ]
+        scans = _store_scans(org, membership, prepared, batch_id, check=False)
+    return scans
+
+
+def _store_scans(org, membership, prepared: list[tuple], batch_id, *, check: bool) -> list[Scan] | None:
+    """Run the detectors of the prepared requests and store the scans, their dirty hours and alerts.
+    With ``check`` (one scan), None when its profile has changed since it was read: nothing stored."""
+    scans = [
+        scan_build(org=org, membership=membership, request=request, profile=profile, total=total, batch_id=batch_id)
+        for request, profile, total, _ in prepared
+    ]
+    profile_check = (prepared[0][1], prepared[0][0].profile or "") if check else None
     flagged = [scan for scan in scans if scan.action != ScanAction.ALLOW]
     moments = {scan.created_at for scan in scans}
     if not flagged and not rollups.ended_hours(moments):
-        _insert_scans(scans)
-        return scans
+        return scans if _insert_scans(scans, check=profile_check) else None
     with transaction.atomic():
-        _insert_scans(scans)
+        if not _insert_scans(scans, check=profile_check):
+            return None
         # Dashboard rollups: a no-op unless the batch began in an hour that has ended since.
         rollups.mark_dirty(org.pk, moments)
         for scan in flagged:
@@ -817,24 +816,41 @@ def scan_batch(*, membership: Membership, requests: list[ScanRequest], batch: bo
 _SCAN_FIELDS = [field for field in Scan._meta.concrete_fields if not field.primary_key]
 
 
-def _insert_scans(scans: list[Scan]) -> None:
+def _insert_scans(scans: list[Scan], *, check: tuple[ScanProfile, str] | None = None) -> bool:
     """Store new scans in one ``INSERT ... RETURNING id``: what ``bulk_create`` does, written out
-    because the ORM takes longer to build the statement than the database to run it."""
+    because the ORM takes longer to build the statement than the database to run it.
+
+    ``check`` (one scan): its profile and the name it was asked for ("" for the default); the scan
+    is stored only if that profile is unchanged and still the one the name resolves to. Returns
+    whether the scans were stored."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(_SCAN_FIELDS)) + ")"
-    sql = (
-        f"INSERT INTO {quote(Scan._meta.db_table)} ({', '.join(quote(field.column) for field in _SCAN_FIELDS)}) "  # noqa: S608 - names from the model, every value is a parameter
-        f"VALUES {', '.join([row] * len(scans))} RETURNING {quote(Scan._meta.pk.column)}"
-    )
+    columns = ", ".join(quote(field.column) for field in _SCAN_FIELDS)
     params = [
         field.get_db_prep_save(field.pre_save(scan, True), connection) for scan in scans for field in _SCAN_FIELDS
     ]
+    placeholders = ", ".join(["%s"] * len(_SCAN_FIELDS))
+    if check is None:
+        rows = f"VALUES {', '.join([f'({placeholders})'] * len(scans))}"
+    else:
+        profile, name = check
+        updated_at = ScanProfile._meta.get_field("updated_at").get_db_prep_save(profile.updated_at, connection)
+        resolves = f"{quote('is_default')} = %s" if not name else f"{quote('name')} = %s"
+        rows = (
+            f"SELECT {placeholders} WHERE EXISTS (SELECT 1 FROM {quote(ScanProfile._meta.db_table)} "  # noqa: S608 - names from the models, every value is a parameter
+            f"WHERE {quote('id')} = %s AND {quote('updated_at')} = %s AND {resolves})"
+        )
+        params += [profile.pk, updated_at, name or True]
+    sql = f"INSERT INTO {quote(Scan._meta.db_table)} ({columns}) {rows} RETURNING {quote(Scan._meta.pk.column)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for scan, (pk,) in zip(scans, cursor.fetchall(), strict=True):
-            scan.pk = pk
-            scan._state.adding, scan._state.db = False, connection.alias
+        stored = cursor.fetchall()
+    if not stored:
+        return False
+    for scan, (pk,) in zip(scans, stored, strict=True):
+        scan.pk = pk
+        scan._state.adding, scan._state.db = False, connection.alias
+    return True
 
 
 def scan_purge(*, older_than_days: int | None = None, batch_size: int = 5000) -> int:

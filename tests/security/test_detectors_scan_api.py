@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
@@ -149,7 +150,10 @@ def _profile_reads(call):
 
     with CaptureQueriesContext(connection) as captured:
         result = call()
-    return result, sum("security_scanprofile" in q["sql"] for q in captured.captured_queries)
+    # The scan's INSERT checks its profile too: count the profile's reads.
+    return result, sum(
+        q["sql"].startswith("SELECT") and "security_scanprofile" in q["sql"] for q in captured.captured_queries
+    )
 
 
 def _prompt(membership, profile=None):
@@ -161,7 +165,7 @@ def test_the_default_profile_is_read_once_until_a_profile_of_the_org_changes(ana
     org = analyst.organization
     _prompt(analyst)  # creates the default profile
     scan, reads = _profile_reads(lambda: _prompt(analyst))
-    assert reads == 1  # the creation replaced the token: read again once
+    assert reads == 1  # the creation forgot the cache: read again once
     scan, reads = _profile_reads(lambda: _prompt(analyst))
     assert (reads, scan.profile_name, scan.finding_count > 0) == (0, "default", True)
 
@@ -183,14 +187,25 @@ def test_the_default_profile_is_read_once_until_a_profile_of_the_org_changes(ana
     assert reads == 1
     assert scan.verdict == "allow"
 
-    # Another process changed a profile: its token in the shared cache is new, so this one reads again.
-    ScanProfile.objects.filter(pk=strict.pk).update(description="changed elsewhere")
-    services._token_set(services._profiles_key(org.pk), "a token from another process")
+    # Another process saved the profile (no signal here): the scan's INSERT finds it changed, so
+    # this one reads it again and scans again; one scan is stored, with the new actions.
+    blocking = {**strict.severity_actions, "HIGH": "block", "CRITICAL": "block"}
+    ScanProfile.objects.filter(pk=strict.pk).update(severity_actions=blocking, updated_at=timezone.now())
+    before = Scan.objects.count()
+    scan, reads = _profile_reads(lambda: _prompt(analyst))
+    assert (reads, scan.verdict, Scan.objects.count()) == (1, "block", before + 1)
+    assert Scan.objects.get(pk=scan.pk).verdict == "block"
     _, reads = _profile_reads(lambda: _prompt(analyst))
-    assert reads == 1
-    cache.clear()  # a lost token: read again too
+    assert reads == 0
+
+    # Another process made another profile the default: the cached one is no longer it.
+    ScanProfile.objects.filter(pk=strict.pk).update(is_default=False)
+    ScanProfile.objects.filter(organization=org, name="default").update(is_default=True, updated_at=timezone.now())
+    scan, reads = _profile_reads(lambda: _prompt(analyst))
+    assert (reads, scan.profile_name) == (1, "default")
+    cache.clear()  # the shared cache plays no part
     _, reads = _profile_reads(lambda: _prompt(analyst))
-    assert reads == 1
+    assert reads == 0
 
     # A write in another organization leaves this one's cache alone.
     other = member_factory(Role.SECURITY_ANALYST, organization=other_org)
@@ -217,3 +232,19 @@ def test_a_named_profile_is_cached_per_org_and_forgotten_when_deleted(analyst, m
     services.profile_delete(membership=analyst, profile=mine)
     with pytest.raises(NotFound):
         _prompt(analyst, "lenient")
+
+
+def test_a_named_profile_renamed_or_deleted_elsewhere_is_not_found(analyst):
+    services.profile_create(membership=analyst, name="default")
+    mine = services.profile_create(membership=analyst, name="lenient", detectors=["secrets"])
+    assert _prompt(analyst, "lenient").profile_id == mine.pk  # cached now
+    # Another process renames it (no signal here): the scan's INSERT finds it changed, reads again.
+    ScanProfile.objects.filter(pk=mine.pk).update(name="renamed", updated_at=timezone.now())
+    before = Scan.objects.count()
+    with pytest.raises(NotFound):
+        _prompt(analyst, "lenient")
+    assert _prompt(analyst, "renamed").profile_id == mine.pk
+    ScanProfile.objects.filter(pk=mine.pk).delete()
+    with pytest.raises(NotFound):
+        _prompt(analyst, "renamed")
+    assert Scan.objects.count() == before + 1

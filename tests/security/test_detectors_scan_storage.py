@@ -271,3 +271,15 @@ def test_a_clean_scan_is_one_statement_and_a_flagged_scan_one_transaction(member
     with pytest.raises(RuntimeError):
         _scan(analyst, ATTACK)
     assert Scan.objects.count() == scans  # the scan went with its alerts: nothing stored half-way
+
+
+def test_a_batch_reads_its_profile_once_and_stores_its_scans_in_one_insert(analyst):
+    _scan(analyst, "What is the capital of France?")  # creates the default profile
+    requests = [
+        services.ScanRequest(contents=[services.ScanContent(kind="prompt", text=f"What is {n} + {n}?")])
+        for n in range(5)
+    ]
+    statements = _statements(lambda: services.scan_batch(membership=analyst, requests=requests))
+    assert [s.split()[0] for s in statements] == ["SELECT", "INSERT"], statements
+    assert "security_scanprofile" in statements[0]
+    assert Scan.objects.exclude(batch_id=None).count() == 5
