@@ -31,7 +31,7 @@ from fabric.choices import (
     can_transition,
 )
 from fabric.guards import GuardRequest, Severity, Violation, report_denied, run_guards
-from fabric.inserts import insert_together
+from fabric.inserts import insert_together, insert_with_children
 from fabric.models import Connection, ConnectionEvent, Metro, Port, VlanAssignment, Workflow
 from fabric.workflows import workflow_start
 from hub.choices import OrganizationKind, Role
@@ -292,13 +292,19 @@ def _lowest_free_vlans(ports: list[Port], low: int, high: int) -> dict[int, int 
 
 
 def _book_vlans(connection: Connection, bookings: list[tuple[Port, int | None, str]]) -> None:
-    """Record the connection's tags on their ports; the (port, vlan) constraint is the last line of defence."""
+    """Record the connection's tags on their ports, with the connection itself when it is not
+    written yet (one statement on PostgreSQL); the (port, vlan) constraint is the last line of defence."""
     rows = [VlanAssignment(port=port, vlan=vlan, connection=connection) for port, vlan, _ in bookings if vlan]
     # No savepoint of its own: every caller runs in a service's transaction, which a Conflict rolls back.
     try:
         with transaction.atomic(savepoint=False):
-            VlanAssignment.objects.bulk_create(rows)
+            if connection._state.adding:
+                insert_with_children(connection, rows, fk="connection")
+            else:
+                VlanAssignment.objects.bulk_create(rows)
     except IntegrityError as exc:
+        if VlanAssignment._meta.db_table not in str(exc) and "vlan_unique_per_port" not in str(exc):
+            raise  # the connection's own row: not a tag taken
         # Tags are picked under the ports' row locks, so this means a writer that bypassed them.
         booked = [(port, vlan, field_name) for port, vlan, field_name in bookings if vlan]
         taken = " or ".join(f"VLAN {vlan} on port {port.name}" for port, vlan, _ in booked)
@@ -547,8 +553,8 @@ def _reserve_and_create(
             a_vlan, z_vlan = _pick_vlans([(a_port, spec.a_vlan, f"{prefix}a_vlan"), (z_port, None, "z_vlan")])
         else:
             [a_vlan], z_vlan = _pick_vlans([(a_port, spec.a_vlan, f"{prefix}a_vlan")]), None
-        # Written once in its final state: the timeline below records every step it went through.
-        connection = Connection.objects.create(
+        # Written once in its final state (with its tags): the timeline below records every step it went through.
+        connection = Connection(
             organization=org,
             name=name if len(specs) == 1 else f"{name} ({spec.priority.lower()})",
             a_port=spec.a_port,

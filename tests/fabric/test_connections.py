@@ -2,6 +2,7 @@
 redundant pairs, dry runs, guards, who may see and do what, quotes, idempotency and retries."""
 
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.db import connection as db_connection
@@ -148,11 +149,11 @@ def test_own_to_own_goes_straight_to_active(acme, django_capture_on_commit_callb
 
 def test_an_own_to_own_request_takes_a_bounded_number_of_statements(acme, django_assert_max_num_queries):
     """Two guards, the ports' lock and reservation (one UPDATE), both tags (one query), the
-    connection, its tags, its timeline with the audit entries and the workflow with its steps
-    (one statement each on PostgreSQL), the webhook look-up: 11 with the test's savepoint pair.
+    connection with its tags, its timeline with the audit entries and the workflow with its steps
+    (one statement each on PostgreSQL), the webhook look-up: 10 with the test's savepoint pair.
     The Z side's check reads the ports the request already holds."""
     _request(acme.member, acme.fra, acme.ams)  # warm: the first request loads what every request shares
-    with django_assert_max_num_queries(11 if db_connection.vendor == "postgresql" else 13):
+    with django_assert_max_num_queries(10 if db_connection.vendor == "postgresql" else 13):
         connection = _request(acme.member, acme.fra, acme.ams, name="second")
     assert (connection.state, connection.a_vlan, connection.z_vlan) == (S.PROVISIONING, 101, 101)
     assert list(connection.workflows.get().steps.values_list("position", "name", "status", "attempts")) == [
@@ -176,6 +177,18 @@ def test_a_port_that_left_active_after_it_was_read_is_refused_under_the_lock(acm
     assert Connection.objects.count() == 0
     assert _committed(acme.fra, acme.ams) == [0, 0]
     assert not VlanAssignment.objects.exists()
+
+
+def test_a_tag_booked_behind_the_locks_back_is_refused_by_the_constraint(acme):
+    """The (port, vlan) constraint is the last line of defence: a clash it catches (here a tag
+    pick that ignores a booking, as a writer bypassing the locks would) is a clear 409."""
+    _request(acme.member, acme.fra, acme.ams)  # books 100 on both ports
+    stale = {acme.fra.pk: 100, acme.ams.pk: 100}
+    with mock.patch("fabric.services._lowest_free_vlans", return_value=stale), pytest.raises(Conflict) as excinfo:
+        _request(acme.member, acme.fra, acme.ams, name="clash")
+    assert excinfo.value.code == "vlan_in_use"
+    assert list(Connection.objects.values_list("name", flat=True)) == ["link"]
+    assert _committed(acme.fra, acme.ams) == [100, 100]
 
 
 def test_a_redundant_pair_to_one_own_port_gets_two_tags_on_it(acme):
