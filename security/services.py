@@ -606,14 +606,22 @@ def _raise_scan_alerts(scan: Scan) -> None:
                 "findings": found[:10],
             },
         )
-    existing = _lock_unresolved_alerts(org, list(raised))
-    # Repeats in the order they are locked, then new keys in one order, so that two scans never
-    # wait on each other's keys in opposite orders.
-    ordered = sorted(raised, key=lambda key: (key not in existing, existing.get(key, (0,))[0], key))
     now = timezone.now()
-    for pk, public_id, key, status, count, severity, connection_id, incident_id in _alert_upsert(
-        org=org, scan=scan, now=now, alerts=[raised[key] for key in ordered]
-    ):
+    # The lookup locks the repeats first (in id order); the upsert then writes new keys in key
+    # order, so two scans never wait on each other's keys in opposite orders. Both go to the
+    # database together: the upsert does not need the lookup's answer, only what follows does.
+    locked, upserted = _run_in_order(
+        [
+            _lock_unresolved_alerts(org, sorted(raised)),
+            _alert_upsert(
+                org=org, scan=scan, now=now, alerts=sorted(raised.values(), key=lambda alert: alert.dedup_key)
+            ),
+        ]
+    )
+    existing = {key: (pk, connection_id) for pk, key, connection_id in locked}
+    public_id_field = Alert._meta.get_field("public_id")
+    for pk, uid, key, status, count, severity, connection_id, incident_id in upserted:
+        public_id = public_id_field.to_python(uid)
         # A repeat that changes the alert's connection (one a concurrent scan raised after the
         # lookup counts as one that had none).
         before = existing[key][1] if key in existing else None
@@ -666,10 +674,11 @@ _ALERTS = Alert._meta.db_table
 _UNRESOLVED_SQL = ", ".join(f"'{status}'" for status in sorted(UNRESOLVED_ALERT_STATUSES))
 
 
-def _lock_unresolved_alerts(org: Organization, keys: list[str]) -> dict[str, tuple[int, int | None]]:
-    """``Alert.objects.for_org(org).unresolved().filter(dedup_key__in=keys)`` locked to the commit in
-    id order (as alert_bulk locks alerts, so the two never deadlock): (id, connection id) by key.
-    Written out in SQL: the ORM takes longer to build this statement than the database to run it."""
+def _lock_unresolved_alerts(org: Organization, keys: list[str]) -> tuple[str, list]:
+    """The statement of ``Alert.objects.for_org(org).unresolved().filter(dedup_key__in=keys)``
+    locked to the commit in id order (as alert_bulk locks alerts, so the two never deadlock); its
+    rows are (id, dedup key, connection id). Written out in SQL: the ORM takes longer to build this
+    statement than the database to run it."""
     connection = transaction.get_connection()
     placeholders = ", ".join(["%s"] * len(keys))
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
@@ -678,9 +687,26 @@ def _lock_unresolved_alerts(org: Organization, keys: list[str]) -> dict[str, tup
         f"WHERE organization_id = %s AND status IN ({_UNRESOLVED_SQL}) AND dedup_key IN ({placeholders}) "
         f"ORDER BY id{lock}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [org.pk, *keys])
-        return {key: (pk, connection_id) for pk, key, connection_id in cursor.fetchall()}
+    return sql, [org.pk, *keys]
+
+
+def _run_in_order(statements: list[tuple[str, list]]) -> list[list[tuple]]:
+    """Run the statements one after the other and return the rows of each: on PostgreSQL in one
+    round trip (psycopg's pipeline mode), elsewhere one by one."""
+    connection = transaction.get_connection()
+    cursors = [connection.cursor() for _ in statements]
+    try:
+        if connection.vendor == "postgresql":
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                    cursor.execute(sql, params)
+        else:
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                cursor.execute(sql, params)
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 def _severity_rank_sql(column: str) -> str:
@@ -709,11 +735,11 @@ _ALERT_UPSERT_SQL = f"""
 """  # noqa: S608 - the table name comes from the model, enum values are constants, every value is a parameter
 
 
-def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert]) -> list[tuple]:
-    """Raise each of ``alerts`` (new alerts of ``scan``, on its connection), or count it as a repeat
-    on its unresolved alert: ``count`` + 1, ``last_seen``, the higher severity, the latest evidence
-    and scan, the connection if given. Returns (id, public id, dedup key, status, count (1: a new
-    alert), severity, connection id, incident id) of each alert as stored."""
+def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert]) -> tuple[str, list]:
+    """The statement that raises each of ``alerts`` (new alerts of ``scan``, on its connection), or
+    counts it as a repeat on its unresolved alert: ``count`` + 1, ``last_seen``, the higher severity,
+    the latest evidence and scan, the connection if given. Its rows are (id, public id, dedup key,
+    status, count (1: a new alert), severity, connection id, incident id) of each alert as stored."""
     connection = transaction.get_connection()
     field = Alert._meta.get_field
     at = field("created_at").get_db_prep_save(now, connection)
@@ -738,10 +764,7 @@ def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert
             scan.connection_id,
             scan.pk,
         ]
-    with connection.cursor() as cursor:
-        cursor.execute(_ALERT_UPSERT_SQL.format(rows=", ".join([row] * len(alerts))), params)
-        rows = cursor.fetchall()
-    return [(pk, public_id.to_python(uid), *rest) for pk, uid, *rest in rows]
+    return _ALERT_UPSERT_SQL.format(rows=", ".join([row] * len(alerts))), params
 
 
 def _check_connection(org, request: ScanRequest, *, prefix: str) -> None:
