@@ -576,16 +576,16 @@ def scan_build(*, org, membership, request: ScanRequest, profile: ScanProfile, t
     return scan
 
 
-def _raise_scan_alerts(scan: Scan) -> None:
-    """One alert per detector whose findings the profile blocks or alerts on (deduplicated), as
-    :func:`alert_raise` would raise them one by one, in two statements for all of them."""
+def _scan_alerts(scan: Scan) -> dict[str, "_ScanAlert"]:
+    """The alerts a scan raises, by dedup key: one per detector whose findings the profile blocks
+    or alerts on. They are raised as :func:`alert_raise` would raise them one by one, in two
+    statements for all of them (_scan_alert_statements, then _scan_alerts_raised)."""
     by_detector: dict[str, list[dict]] = {}
     for finding in scan.findings:
         if finding["action"] != ScanAction.ALLOW:
             by_detector.setdefault(finding["detector"], []).append(finding)
     if not by_detector:
-        return
-    org = scan.organization
+        return {}
     source_label = scan.app or scan.agent or "an unnamed app"
     where = ":".join([scan.app or "-", scan.agent or "-", str(scan.connection.public_id) if scan.connection else "-"])
     raised = {}
@@ -606,18 +606,24 @@ def _raise_scan_alerts(scan: Scan) -> None:
                 "findings": found[:10],
             },
         )
-    now = timezone.now()
-    # The lookup locks the repeats first (in id order); the upsert then writes new keys in key
-    # order, so two scans never wait on each other's keys in opposite orders. Both go to the
-    # database together: the upsert does not need the lookup's answer, only what follows does.
-    locked, upserted = _run_in_order(
-        [
-            _lock_unresolved_alerts(org, sorted(raised)),
-            _alert_upsert(
-                org=org, scan=scan, now=now, alerts=sorted(raised.values(), key=lambda alert: alert.dedup_key)
-            ),
-        ]
-    )
+    return raised
+
+
+def _scan_alert_statements(scan: Scan, raised: dict[str, "_ScanAlert"], now) -> list[tuple[str, list]]:
+    """The locked lookup of the scan's unresolved alerts and the upsert of them all. The lookup
+    locks the repeats first (in id order); the upsert then writes new keys in key order, so two
+    scans never wait on each other's keys in opposite orders. They can go to the database together:
+    the upsert does not need the lookup's answer, only what follows does (_scan_alerts_raised)."""
+    return [
+        _lock_unresolved_alerts(scan.organization, sorted(raised)),
+        _alert_upsert(scan=scan, now=now, alerts=sorted(raised.values(), key=lambda alert: alert.dedup_key)),
+    ]
+
+
+def _scan_alerts_raised(scan: Scan, raised: dict[str, "_ScanAlert"], now, locked: list, upserted: list) -> None:
+    """What the scan's alerts set off once written: alert.created for new ones, the dirty hour of
+    a repeat that changed its connection, correlation with network alerts."""
+    org = scan.organization
     existing = {key: (pk, connection_id) for pk, key, connection_id in locked}
     public_id_field = Alert._meta.get_field("public_id")
     for pk, uid, key, status, count, severity, connection_id, incident_id in upserted:
@@ -671,6 +677,7 @@ class _ScanAlert:
 
 
 _ALERTS = Alert._meta.db_table
+_SCANS = Scan._meta.db_table
 _UNRESOLVED_SQL = ", ".join(f"'{status}'" for status in sorted(UNRESOLVED_ALERT_STATUSES))
 
 
@@ -735,7 +742,7 @@ _ALERT_UPSERT_SQL = f"""
 """  # noqa: S608 - the table name comes from the model, enum values are constants, every value is a parameter
 
 
-def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert]) -> tuple[str, list]:
+def _alert_upsert(*, scan: Scan, now, alerts: list[_ScanAlert]) -> tuple[str, list]:
     """The statement that raises each of ``alerts`` (new alerts of ``scan``, on its connection), or
     counts it as a repeat on its unresolved alert: ``count`` + 1, ``last_seen``, the higher severity,
     the latest evidence and scan, the connection if given. Its rows are (id, public id, dedup key,
@@ -744,14 +751,16 @@ def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert
     field = Alert._meta.get_field
     at = field("created_at").get_db_prep_save(now, connection)
     public_id, evidence = field("public_id"), field("evidence")
-    row = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s)"
+    # The scan by its public id: its INSERT may go in the same round trip, before its id is known.
+    scan_id = f"(SELECT id FROM {_SCANS} WHERE public_id = %s)"  # noqa: S608 - a constant table name
+    row = f"(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, {scan_id})"
     params = []
     for alert in alerts:
         params += [
             at,
             at,
             public_id.get_db_prep_save(uuid.uuid4(), connection),
-            org.pk,
+            scan.organization_id,
             alert.category,
             alert.severity,
             AlertStatus.OPEN.value,
@@ -762,7 +771,7 @@ def _alert_upsert(*, org: Organization, scan: Scan, now, alerts: list[_ScanAlert
             at,
             evidence.get_db_prep_save(alert.evidence, connection),
             scan.connection_id,
-            scan.pk,
+            public_id.get_db_prep_save(scan.public_id, connection),
         ]
     return _ALERT_UPSERT_SQL.format(rows=", ".join([row] * len(alerts))), params
 
@@ -821,31 +830,39 @@ def _store_scans(org, membership, prepared: list[tuple], batch_id, *, check: boo
         scan_build(org=org, membership=membership, request=request, profile=profile, total=total, batch_id=batch_id)
         for request, profile, total, _ in prepared
     ]
-    profile_check = (prepared[0][1], prepared[0][0].profile or "") if check else None
-    flagged = [scan for scan in scans if scan.action != ScanAction.ALLOW]
+    insert = _scans_insert(scans, check=(prepared[0][1], prepared[0][0].profile or "") if check else None)
+    alerting = [(scan, raised) for scan in scans if (raised := _scan_alerts(scan))]
     moments = {scan.created_at for scan in scans}
-    if not flagged and not rollups.ended_hours(moments):
-        return scans if _insert_scans(scans, check=profile_check) else None
+    if not alerting and not rollups.ended_hours(moments):
+        (stored,) = _run_in_order([insert])
+        return scans if _scans_stored(scans, stored) else None
     with transaction.atomic():
-        if not _insert_scans(scans, check=profile_check):
+        now = timezone.now()
+        # The scans and their alerts' statements in one round trip (the alerts name their scan by
+        # its public id); nothing of it stays if the profile check refused the scans.
+        statements = [insert]
+        for scan, raised in alerting:
+            statements += _scan_alert_statements(scan, raised, now)
+        stored, *alert_rows = _run_in_order(statements)
+        if not _scans_stored(scans, stored):
+            transaction.set_rollback(True)
             return None
         # Dashboard rollups: a no-op unless the batch began in an hour that has ended since.
         rollups.mark_dirty(org.pk, moments)
-        for scan in flagged:
-            _raise_scan_alerts(scan)
+        for index, (scan, raised) in enumerate(alerting):
+            _scan_alerts_raised(scan, raised, now, *alert_rows[2 * index : 2 * index + 2])
     return scans
 
 
 _SCAN_FIELDS = [field for field in Scan._meta.concrete_fields if not field.primary_key]
 
 
-def _insert_scans(scans: list[Scan], *, check: tuple[ScanProfile, str] | None = None) -> bool:
-    """Store new scans in one ``INSERT ... RETURNING id``: what ``bulk_create`` does, written out
-    because the ORM takes longer to build the statement than the database to run it.
+def _scans_insert(scans: list[Scan], *, check: tuple[ScanProfile, str] | None = None) -> tuple[str, list]:
+    """The statement that stores new scans, ``INSERT ... RETURNING id``: what ``bulk_create`` does,
+    written out because the ORM takes longer to build the statement than the database to run it.
 
     ``check`` (one scan): its profile and the name it was asked for ("" for the default); the scan
-    is stored only if that profile is unchanged and still the one the name resolves to. Returns
-    whether the scans were stored."""
+    is stored only if that profile is unchanged and still the one the name resolves to."""
     connection = transaction.get_connection()
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in _SCAN_FIELDS)
@@ -865,12 +882,15 @@ def _insert_scans(scans: list[Scan], *, check: tuple[ScanProfile, str] | None = 
         )
         params += [profile.pk, updated_at, name or True]
     sql = f"INSERT INTO {quote(Scan._meta.db_table)} ({columns}) {rows} RETURNING {quote(Scan._meta.pk.column)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        stored = cursor.fetchall()
-    if not stored:
+    return sql, params
+
+
+def _scans_stored(scans: list[Scan], rows: list[tuple]) -> bool:
+    """Give the scans the ids their INSERT returned; False when it stored none (the profile check)."""
+    if not rows:
         return False
-    for scan, (pk,) in zip(scans, stored, strict=True):
+    connection = transaction.get_connection()
+    for scan, (pk,) in zip(scans, rows, strict=True):
         scan.pk = pk
         scan._state.adding, scan._state.db = False, connection.alias
     return True

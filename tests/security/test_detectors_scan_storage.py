@@ -263,10 +263,10 @@ def test_a_clean_scan_is_one_statement_and_a_flagged_scan_one_transaction(member
     assert statements[-1] == "COMMIT"
     assert "INSERT" in statements
 
-    def broken(**kwargs):
-        raise RuntimeError("the alerts could not be written")
+    def broken(*args, **kwargs):
+        raise RuntimeError("what follows the alerts failed")
 
-    monkeypatch.setattr(services, "_alert_upsert", broken)
+    monkeypatch.setattr(services, "_scan_alerts_raised", broken)
     scans = Scan.objects.count()
     with pytest.raises(RuntimeError):
         _scan(analyst, ATTACK)
