@@ -4,7 +4,7 @@
 an authenticated request (``clean.*``, ``flagged.*``, the targets): the request's validation (the
 lean path of ``ScanCreateSerializer``), the scan service (size checks, the default profile with all
 five detectors, verdict, the stored scan and, when flagged, its alerts) and the response's JSON
-data (``scan_data``, what ``ScanSerializer`` documents), in one transaction as the view runs it. ``http.*`` times the same through DRF's test client (server time, no network), which adds what
+data (``scan_data``, what ``ScanSerializer`` documents), as the view runs it (a clean scan is one INSERT; a flagged one writes in one transaction). ``http.*`` times the same through DRF's test client (server time, no network), which adds what
 every API request pays (bearer-token authentication, throttling, middleware; compare
 ``api.me.bearer``).
 
