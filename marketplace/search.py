@@ -657,17 +657,26 @@ class CatalogPage:
         return self.page < self.num_pages
 
 
-def my_metros(org) -> list[Metro]:
-    """The metros of the organization's active ports, in code order (latency is measured from these)."""
-    ports = Port.objects.for_org(org).filter(state=PortState.ACTIVE).select_related("metro").order_by("metro__code")
-    return list({port.metro.code: port.metro for port in ports}.values())
+def my_metros(org, vocabulary: Vocabulary) -> list[Metro]:
+    """The metros of the organization's active ports, in code order (latency is measured from these),
+    as the catalog index holds them: one narrow query, no Metro instances made."""
+    metros = vocabulary.metros_by_id
+    ports = Port.objects.for_org(org).filter(state=PortState.ACTIVE).values_list("metro_id", flat=True)
+    return sorted({metros[pk] for pk in ports if pk in metros}, key=lambda metro: metro.code)
+
+
+# The fields of an offering that the catalog's result list shows (templates/marketplace/catalog.html).
+PAGE_FIELDS = (
+    "public_id", "organization", "provider__name", "category", "name", "summary", "status", "price_amount",
+    "price_unit", "currency", "tags",
+)  # fmt: skip
 
 
 def catalog_page(org, data, *, page_size: int = PAGE_SIZE) -> CatalogPage:
     """Everything the catalog page shows, in a fixed number of queries whatever the catalog's size."""
     vocabulary = Vocabulary()
     query, errors = parse_query(data, vocabulary)
-    mine = my_metros(org)
+    mine = my_metros(org, vocabulary)
     from_metro = vocabulary.metros.get(query.from_metro) if query.from_metro else (mine[0] if mine else None)
     if from_metro is not None:
         query.from_metro = from_metro.code
@@ -687,7 +696,7 @@ def catalog_page(org, data, *, page_size: int = PAGE_SIZE) -> CatalogPage:
     rows = (
         Offering.objects.visible_to(org)
         .filter(pk__in=ids)
-        .defer("search_vector")  # the page never shows it, and it is the widest column
+        .only(*PAGE_FIELDS)  # what the page shows: no description, attributes or search document
         .select_related("provider")
         if ids
         else []
