@@ -110,6 +110,9 @@ def test_search_narrow_sort_compare_connect_approve_and_the_order_turns_active(
     # 1. The catalog, from the menu; search "H100" (the results follow the typing, the URL too).
     page.locator("header").get_by_role("link", name="Marketplace").click()
     expect(page.get_by_role("heading", name="Catalog", level=1)).to_be_visible()
+    # The heading can show before htmx (a deferred script) has bound the search box: typing then
+    # would go unheard, as it did in a cold CI run.
+    page.wait_for_load_state("load")
     expect(page.get_by_test_id("result-count")).to_contain_text("6 offerings")
     expect(page.get_by_test_id("price-note").first).to_contain_text("public list prices in USD as of the data's date")
     page.get_by_label("Search the catalog").fill("H100")
